@@ -1,0 +1,134 @@
+"""Download public BEIR datasets by name: resumable, checksummed, unpacked atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import httpx
+
+from hardneg.core.atomic import atomic_path
+from hardneg.core.beir import find_corpus_file
+from hardneg.core.progress import Progress, no_progress
+
+logger = logging.getLogger(__name__)
+
+BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
+
+# md5 of each zip as published in the BEIR README
+BEIR_MD5: dict[str, str] = {
+    "scifact": "5f7d1de60b170fc8027bb7898e2efca1",
+    "nfcorpus": "a89dba18a62ef92f7d323ec890a0d38d",
+    "arguana": "8ad3e3c2a5867cdced806d6503f29b99",
+    "fiqa": "17918ed23cd04fb15047f73e6c3bd9d9",
+    "scidocs": "38121350fc3a4d2f48850f6aff52e4a9",
+    "quora": "18fb154900ba42a600f84b839c173167",
+    "nq": "d4d3d2e48787a744b6f6e691ff534307",
+    "hotpotqa": "f412724f78b0d91183a0e86805e16114",
+    "webis-touche2020": "46f650ba5a527fc69e0a6521c5a23563",
+    "cqadupstack": "4e41456d7df8ee7760a7f866133bda78",
+    "dbpedia-entity": "c2a39eb420a3164af735795df012ac2c",
+    "fever": "5a818580227bfb4b35bb6fa46d9b6c03",
+    "climate-fever": "8b66f0a9126c521bae2bde127b4dc99d",
+}
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """The dataset could not be fetched or did not verify."""
+
+
+def validate_dataset_name(name: str) -> str:
+    """A BEIR dataset name: lower-case letters, digits and dashes; no paths."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid dataset name {name!r}: use lower-case letters, digits and '-'")
+    return name
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, part: Path, progress: Progress, timeout: float) -> None:
+    """Download ``url`` into ``part``, continuing from its current size when the server allows."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with httpx.stream(
+        "GET", url, headers=headers, timeout=timeout, follow_redirects=True
+    ) as response:
+        if response.status_code == 416:  # asked past the end: the part file is already complete
+            return
+        if response.status_code not in (200, 206):
+            raise DownloadError(f"GET {url}: HTTP {response.status_code}")
+        resumed = response.status_code == 206
+        if have and not resumed:
+            logger.info("server ignored the range request; starting %s over", url)
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length else 0
+        done = have
+        with part.open("ab" if resumed else "wb") as handle:
+            for block in response.iter_bytes():  # as received, so a cut connection keeps its bytes
+                handle.write(block)
+                done += len(block)
+                progress(done, total, "downloading")
+
+
+def _safe_extract(archive: Path, destination: Path) -> None:
+    with zipfile.ZipFile(archive) as zipped:
+        for member in zipped.infolist():
+            name = PurePosixPath(member.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise DownloadError(f"{archive.name}: unsafe member path {member.filename!r}")
+        zipped.extractall(destination)
+
+
+def download_beir(
+    name: str,
+    root: Path,
+    base_url: str = BEIR_BASE_URL,
+    md5: str | None = None,
+    progress: Progress = no_progress,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetch ``<base_url>/<name>.zip`` into ``root/<name>`` and return that folder.
+
+    The zip is downloaded to ``root/<name>.zip.part`` (resumed if a previous try left one),
+    verified against ``md5`` (default: BEIR's published checksum, when known), then unpacked into
+    a temp folder that is renamed into place. An existing dataset folder is returned as is.
+    """
+    validate_dataset_name(name)
+    target = root / name
+    if target.is_dir():
+        find_corpus_file(target)
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    expected = md5 or BEIR_MD5.get(name)
+    if expected is None:
+        logger.warning("no published checksum for %r; the download will not be verified", name)
+    part = root / f"{name}.zip.part"
+    _fetch(f"{base_url.rstrip('/')}/{name}.zip", part, progress, timeout)
+    if expected is not None and (actual := _md5(part)) != expected:
+        part.unlink()
+        raise DownloadError(f"{name}.zip: md5 {actual} does not match the expected {expected}")
+    with atomic_path(target) as temp:
+        unpacked = temp.with_name(temp.name + ".unzip")
+        try:
+            _safe_extract(part, unpacked)
+            inner = unpacked / name if (unpacked / name).is_dir() else unpacked
+            find_corpus_file(inner)  # refuse an archive that is not a BEIR dataset
+            inner.rename(temp)
+        finally:
+            shutil.rmtree(unpacked, ignore_errors=True)
+    part.unlink()
+    return target

