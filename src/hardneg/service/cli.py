@@ -114,3 +114,8 @@ def datasets_download(
     except (DownloadError, DataError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"{name} is at {folder}")
+
+
+# Sub-commands that live in their own modules (hardneg.service.commands.*) register here.
+for _register in ():
+    _register(app)
