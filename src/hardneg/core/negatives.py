@@ -4,7 +4,8 @@ One JSON object per line, flat columns so ``datasets.load_dataset("json", ...)``
 
     {"query_id": "q1", "query": "...",
      "positive_ids": ["d2"], "positives": ["..."], "positive_scores": [0.83],
-     "negative_ids": ["d7", "gen:3fa2"], "negatives": ["...", "..."], "negative_scores": [0.61, null],
+     "negative_ids": ["d7", "gen:3fa2"], "negatives": ["...", "..."],
+     "negative_scores": [0.61, null],
      "method": "bm25"}
 
 Scores are the mining scorer's (null where there is none, e.g. a generated passage). Ids starting
