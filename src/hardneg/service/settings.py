@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     device: str | None = Field(
         None, description="torch device; default cuda when present, else cpu"
     )
+    data_dirs: list[Path] = Field(
+        default_factory=list,
+        description="folders searched for BEIR datasets by name before downloading "
+        '(JSON list in the environment, e.g. HARDNEG_DATA_DIRS=\'["../shared/data/beir"]\')',
+    )
     beir_base_url: str = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
