@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import DataError
 from hardneg.core.bm25 import BM25Params
 from hardneg.core.dense import DenseIndexConfig, IndexKind
@@ -57,11 +60,24 @@ def metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def _retrievers(chosen: list[str] | None) -> list[Retriever]:
+    kinds: list[Retriever] = []
+    for name in chosen or ["bm25", "dense"]:
+        if name not in get_args(Retriever):
+            raise _fail(f"--retriever must be one of {get_args(Retriever)}, got {name!r}")
+        kinds.append(cast(Retriever, name))
+    return kinds
+
+
 @app.command()
 def evaluate(
-    data: Annotated[str, typer.Option(help="BEIR folder, or a BEIR dataset name to download")],
+    data: Annotated[
+        str, typer.Option(help="BEIR folder, or a BEIR dataset name (found or downloaded)")
+    ] = "scifact",
     split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
-    retriever: Annotated[Retriever, typer.Option(help="bm25 or dense")] = "bm25",
+    retriever: Annotated[
+        list[str] | None, typer.Option(help="bm25 and/or dense (repeat the option)")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="bi-encoder id or path (dense)")] = None,
     index: Annotated[IndexKind, typer.Option(help="FAISS index kind (dense)")] = "flat",
     k1: Annotated[float, typer.Option(help="BM25 k1")] = BM25Params.k1,
@@ -71,24 +87,28 @@ def evaluate(
         Path | None, typer.Option(help="data directory (default $HARDNEG_HOME)")
     ] = None,
 ) -> None:
-    """Evaluate BM25 or a dense model on a BEIR split: prints a table, optionally writes JSON."""
+    """Evaluate BM25 and/or a dense model on a BEIR split; print a table, optionally write JSON."""
     settings = Settings(home=home) if home else Settings()
-    request = EvaluateRequest(
-        data=data,
-        split=split,
-        retriever=retriever,
-        model=model,
-        bm25=BM25Params(k1=k1, b=b),
-        index=DenseIndexConfig(kind=index),
-    )
+    results = []
     try:
         with ProgressBars(console) as progress:
-            result = run_evaluation(request, settings, output, progress)
+            for kind in _retrievers(retriever):
+                request = EvaluateRequest(
+                    data=data,
+                    split=split,
+                    retriever=kind,
+                    model=model,
+                    bm25=BM25Params(k1=k1, b=b),
+                    index=DenseIndexConfig(kind=index),
+                )
+                results.append(run_evaluation(request, settings, progress=progress))
     except (DataError, DownloadError, FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    title = f"{data} / {split} ({result.evaluation.num_queries} queries)"
-    console.print(metrics_table(title, {result.retriever: result.evaluation.mean}))
+    title = f"{data} / {split} ({results[0].evaluation.num_queries} queries)"
+    console.print(metrics_table(title, {r.retriever: r.evaluation.mean for r in results}))
     if output is not None:
+        payload = {"data": data, "split": split, "results": [r.summary() for r in results]}
+        write_text_atomic(output, json.dumps(payload, indent=2) + "\n")
         console.print(f"metrics written to {output}")
 
 
@@ -117,5 +137,6 @@ def datasets_download(
 
 
 # Sub-commands that live in their own modules (hardneg.service.commands.*) register here.
-for _register in ():
+_REGISTRARS: tuple[Callable[[typer.Typer], None], ...] = ()
+for _register in _REGISTRARS:
     _register(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from hardneg.core.beir import BeirSplit, load_split
@@ -9,21 +11,41 @@ from hardneg.core.download import download_beir, validate_dataset_name
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 
+logger = logging.getLogger(__name__)
+
 
 def resolve_dataset(
-    data: str, workspace: Workspace, base_url: str, progress: Progress = no_progress
+    data: str,
+    workspace: Workspace,
+    base_url: str,
+    search_dirs: Sequence[Path] = (),
+    progress: Progress = no_progress,
 ) -> Path:
-    """An existing folder is used as is; anything else is a BEIR name, downloaded once."""
+    """Find the BEIR folder ``data`` names.
+
+    An existing folder is used as is. Anything else is a dataset name, looked up in the
+    workspace's datasets folder, then in ``search_dirs``, and downloaded once if still missing.
+    """
     folder = Path(data).expanduser()
     if folder.is_dir():
         return folder
     if "/" in data or "\\" in data or data.startswith("."):
         raise FileNotFoundError(f"no dataset folder at {data!r}")
     name = validate_dataset_name(data)
+    for root in (workspace.datasets, *search_dirs):
+        candidate = root.expanduser() / name
+        if candidate.is_dir():
+            logger.info("using %s from %s", name, candidate)
+            return candidate
     return download_beir(name, workspace.datasets, base_url=base_url, progress=progress)
 
 
 def load_dataset_split(
-    data: str, split: str, workspace: Workspace, base_url: str, progress: Progress = no_progress
+    data: str,
+    split: str,
+    workspace: Workspace,
+    base_url: str,
+    search_dirs: Sequence[Path] = (),
+    progress: Progress = no_progress,
 ) -> BeirSplit:
-    return load_split(resolve_dataset(data, workspace, base_url, progress), split)
+    return load_split(resolve_dataset(data, workspace, base_url, search_dirs, progress), split)

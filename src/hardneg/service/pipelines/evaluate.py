@@ -43,7 +43,7 @@ def run_evaluation(
 ) -> RetrievalEvaluation:
     workspace = Workspace(settings.home)
     split = load_dataset_split(
-        request.data, request.split, workspace, settings.beir_base_url, progress
+        request.data, request.split, workspace, settings.beir_base_url, settings.data_dirs, progress
     )
     logger.info(
         "%s: %d documents, %d %s queries",
