@@ -140,3 +140,7 @@ def datasets_download(
 _REGISTRARS: tuple[Callable[[typer.Typer], None], ...] = ()
 for _register in _REGISTRARS:
     _register(app)
+
+
+if __name__ == "__main__":
+    app()
