@@ -1,0 +1,1 @@
+"""Full-size benchmarks; each writes JSON with machine info under bench/results/."""
