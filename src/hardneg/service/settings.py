@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hardneg.core.encoders import DEFAULT_MODEL
@@ -29,13 +29,71 @@ class Settings(BaseSettings):
     beir_base_url: str = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+    # --- service: Redis layout -------------------------------------------------------------
+    redis_prefix: str = Field(
+        "hardneg",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="namespace of every Redis key the service writes (and of the RQ queue name)",
+    )
+    cache_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=1, description="lifetime of a cached value (candidate lists, LLM outputs)"
+    )
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=1, description="Idempotency-Key memory")
 
-    @field_validator("data_dirs", mode="before")
+    # --- service: API ----------------------------------------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="bearer keys accepted by the API; when empty the API is open. "
+        "In the environment a comma-separated list (HARDNEG_API_KEYS=key1,key2)",
+    )
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="server-side folders under which datasets and models may be registered by "
+        "path; a path list like PATH. Empty: registering by path is refused",
+    )
+    max_upload_bytes: int = Field(512 * 1024**2, ge=1, description="largest accepted upload")
+    public_docs: bool = Field(True, description="serve /docs and /openapi.json without a key")
+    host: str = Field("127.0.0.1", description="`hardneg serve` bind address")
+    port: int = Field(8000, ge=1, le=65535, description="`hardneg serve` port")
+
+    # --- service: jobs ---------------------------------------------------------------------
+    job_max_attempts: int = Field(
+        3, ge=1, le=20, description="runs of a job whose worker died before it is marked failed"
+    )
+    job_timeout_seconds: int = Field(
+        3 * 24 * 3600, ge=1, description="hard limit on one run of a job"
+    )
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="a running job whose lease is not renewed this long is lost"
+    )
+    reap_interval_seconds: float = Field(
+        5.0, gt=0, description="how often each worker looks for lost jobs and stale cancels"
+    )
+    cancel_grace_seconds: float = Field(
+        15.0, ge=0, description="after a cancel, how long a job may run before it is killed"
+    )
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, description="how often a worker announces itself (for /readyz)"
+    )
+
+    @field_validator("data_dirs", "allowed_roots", mode="before")
     @classmethod
     def _split_path_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def queue_name(self) -> str:
+        """The RQ queue the API enqueues on and the workers listen to."""
+        return f"{self.redis_prefix}-jobs"
 
 
 def get_settings() -> Settings:

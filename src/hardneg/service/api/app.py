@@ -1,0 +1,62 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hardneg.service.api.metrics import LatencyMiddleware, make_registry
+from hardneg.service.api.routes import corpora, health, jobs
+from hardneg.service.jobs.services import Services
+from hardneg.service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Turn a corpus into a better dense retriever. Upload or register a corpus, submit jobs
+(evaluation, mining, training, generation), watch their progress, page through results and
+download artifacts. Long work runs on `hardneg worker` processes, never in a request.
+
+Authentication: `Authorization: Bearer <key>` on every route except `/healthz` and `/readyz`
+whenever the server has API keys configured (`HARDNEG_API_KEYS`). These docs and the OpenAPI
+schema are public unless `HARDNEG_PUBLIC_DOCS=false`, which turns them off.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = Services.connect(settings)
+    registry, latency = make_registry(services)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        logger.info(
+            "API on data directory %s, queue %s, %d API key(s)",
+            settings.home,
+            settings.queue_name,
+            len(settings.api_keys),
+        )
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="hardneg",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.public_docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.public_docs else None,
+    )
+    app.state.services = services
+    app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
+    app.state.metrics_registry = registry
+    app.add_middleware(LatencyMiddleware, latency=latency)
+    app.include_router(health.router)
+    app.include_router(corpora.router)
+    app.include_router(jobs.router)
+    return app

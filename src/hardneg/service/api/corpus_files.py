@@ -1,0 +1,147 @@
+"""Checking uploaded corpus, queries and qrels files with core's loaders, then storing them.
+
+Each function reads a file that :mod:`hardneg.service.api.uploads` received into a temporary
+folder, validates it completely (a bad line raises ``DataError`` naming the line), and only
+then moves it into place atomically and updates the corpus record. On any error nothing is
+stored. These are blocking calls: routes run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from hardneg.core.atomic import atomic_path
+from hardneg.core.beir import (
+    Corpus,
+    DataError,
+    available_splits,
+    check_qrels,
+    find_corpus_file,
+    load_corpus,
+    load_qrels,
+    load_queries,
+)
+from hardneg.service.api.uploads import Received
+from hardneg.service.jobs.corpora import (
+    CorpusRecord,
+    CorpusStore,
+    content_version,
+    corpora_root,
+    new_corpus_id,
+    ready_fields,
+)
+
+UPLOAD_NAME = "upload"  # how the client's file is called in error messages (no server paths)
+
+
+def _plain(received: Received) -> Path:
+    """The received file, decompressed beside itself when it was gzipped."""
+    if not received.gzipped:
+        return received.path
+    plain = received.path.with_suffix("")
+    try:
+        with gzip.open(received.path, "rb") as source, plain.open("wb") as target:
+            shutil.copyfileobj(source, target)
+    except (OSError, EOFError) as exc:
+        raise DataError(UPLOAD_NAME, None, f"not a valid gzip file ({exc})") from None
+    return plain
+
+
+def _public(error: DataError) -> DataError:
+    """The same error, naming the upload instead of a server-side temporary path."""
+    return DataError(UPLOAD_NAME, error.line, error.reason)
+
+
+def store_uploaded_corpus(
+    received: Received, home: Path, name: str, store: CorpusStore
+) -> CorpusRecord:
+    """Validate a corpus upload and keep it as a new corpus (its own BEIR folder)."""
+    try:
+        corpus = load_corpus(received.path)
+    except DataError as exc:
+        raise _public(exc) from None
+    corpus_id = new_corpus_id()
+    folder = corpora_root(home) / corpus_id
+    corpus_name = "corpus.jsonl.gz" if received.gzipped else "corpus.jsonl"
+    with atomic_path(folder) as temp:
+        temp.mkdir()
+        received.path.rename(temp / corpus_name)
+    record = CorpusRecord(id=corpus_id, name=name, source="upload", folder=str(folder))
+    fields = ready_fields(corpus.fingerprint, len(corpus), 0, {}, folder)
+    record = replace(record, **fields)  # type: ignore[arg-type]
+    try:
+        store.create(record)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return record
+
+
+def _split_counts(folder: Path) -> dict[str, int]:
+    return {
+        split: len(load_qrels(folder / "qrels" / f"{split}.tsv"))
+        for split in available_splits(folder)
+    }
+
+
+def _corpus_of(record: CorpusRecord) -> Corpus:
+    return load_corpus(find_corpus_file(record.path))
+
+
+def store_queries(received: Received, record: CorpusRecord, store: CorpusStore) -> CorpusRecord:
+    """Validate queries (and that existing qrels still name only known queries); replace them."""
+    plain = _plain(received)
+    try:
+        queries = load_queries(plain)
+    except DataError as exc:
+        raise _public(exc) from None
+    if not queries:
+        raise DataError(UPLOAD_NAME, None, "no queries in the upload")
+    folder = record.path
+    splits = available_splits(folder)
+    if splits:
+        corpus = _corpus_of(record)
+        for split in splits:
+            qrels_path = folder / "qrels" / f"{split}.tsv"
+            try:
+                check_qrels(qrels_path, load_qrels(qrels_path), queries, corpus)
+            except DataError as exc:
+                raise DataError(f"qrels/{split}.tsv", None, exc.reason) from None
+    with atomic_path(folder / "queries.jsonl") as temp:
+        plain.rename(temp)
+    return _refresh(record, store, len(queries))
+
+
+def store_qrels(
+    received: Received, record: CorpusRecord, split: str, store: CorpusStore
+) -> CorpusRecord:
+    """Validate a qrels TSV against the stored corpus and queries; replace that split's file."""
+    plain = _plain(received)
+    queries_path = record.path / "queries.jsonl"
+    if not queries_path.is_file():
+        raise DataError(UPLOAD_NAME, None, "upload the queries before the qrels")
+    try:
+        qrels = load_qrels(plain)
+        check_qrels(plain, qrels, load_queries(queries_path), _corpus_of(record))
+    except DataError as exc:
+        raise _public(exc) from None
+    if not qrels:
+        raise DataError(UPLOAD_NAME, None, "no judgements in the upload")
+    with atomic_path(record.path / "qrels" / f"{split}.tsv") as temp:
+        plain.rename(temp)
+    return _refresh(record, store, record.queries)
+
+
+def _refresh(record: CorpusRecord, store: CorpusStore, queries: int) -> CorpusRecord:
+    folder = record.path
+    version = content_version(record.fingerprint or "", folder)
+    splits = _split_counts(folder)
+    updated = store.update(
+        record.id, lambda old: replace(old, queries=queries, splits=splits, version=version)
+    )
+    if updated is None:
+        raise KeyError(record.id)
+    return updated

@@ -1,0 +1,156 @@
+"""Request and response models of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hardneg.service.jobs.corpora import CorpusRecord, CorpusSource
+from hardneg.service.jobs.records import JobRecord, JobState
+
+T = TypeVar("T")
+P = TypeVar("P", bound=BaseModel)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class ArtifactView(BaseModel):
+    path: str
+    media_type: str
+    bytes: int
+
+
+class JobView(BaseModel):
+    id: str
+    kind: str
+    state: JobState
+    stage: str
+    done: int
+    total: int
+    progress: float | None = Field(None, description="done / total, when the total is known")
+    attempt: int
+    max_attempts: int
+    corpus_id: str | None
+    params: dict[str, Any]
+    stats: dict[str, Any]
+    error: str | None
+    cancel_requested: bool
+    artifacts: dict[str, ArtifactView]
+    results: str | None = Field(None, description="artifact served by /results, page by page")
+    events: list[str]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    deduplicated: bool = Field(False, description="an identical earlier job was returned")
+
+    @classmethod
+    def of(cls, record: JobRecord, deduplicated: bool = False) -> JobView:
+        progress = min(record.done / record.total, 1.0) if record.total > 0 else None
+        if record.state == "succeeded":
+            progress = 1.0
+        return cls(
+            id=record.id,
+            kind=record.kind,
+            state=record.state,
+            stage=record.stage,
+            done=record.done,
+            total=record.total,
+            progress=progress,
+            attempt=record.attempt,
+            max_attempts=record.max_attempts,
+            corpus_id=record.corpus_id,
+            params=record.params,
+            stats=record.stats,
+            error=record.error,
+            cancel_requested=record.cancel_requested_at is not None,
+            artifacts={k: ArtifactView.model_validate(v) for k, v in record.artifacts.items()},
+            results=record.results,
+            events=record.events,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            updated_at=record.updated_at,
+            deduplicated=deduplicated,
+        )
+
+
+class JobSubmit(BaseModel, Generic[P]):
+    model_config = ConfigDict(extra="forbid")
+
+    corpus_id: str | None = Field(None, description="the corpus the job reads")
+    params: P
+    force: bool = Field(False, description="run again even if an identical job exists")
+
+
+class CorpusView(BaseModel):
+    id: str
+    name: str
+    source: CorpusSource
+    state: str
+    documents: int
+    queries: int
+    splits: dict[str, int]
+    fingerprint: str | None
+    version: str | None
+    job_id: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, record: CorpusRecord, job: JobRecord | None = None) -> CorpusView:
+        state, error = record.state, record.error
+        if state == "pending" and job is not None and job.state in ("failed", "cancelled"):
+            state, error = "failed", job.error or f"registration job {job.state}"
+        return cls(
+            id=record.id,
+            name=record.name,
+            source=record.source,
+            state=state,
+            documents=record.documents,
+            queries=record.queries,
+            splits=record.splits,
+            fingerprint=record.fingerprint,
+            version=record.version,
+            job_id=record.job_id,
+            error=error,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$"
+
+
+class RegisterBeir(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="BEIR dataset name, e.g. scifact")
+    md5: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description="expected zip md5")
+
+
+class RegisterPath(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="absolute server-side BEIR folder under an allowed root")
+    name: str | None = Field(None, pattern=NAME_PATTERN)
+
+
+class ResultsPage(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+class Readiness(BaseModel):
+    redis: bool
+    workers: int
+    ready: bool

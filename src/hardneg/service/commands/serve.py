@@ -1,0 +1,52 @@
+"""``hardneg serve``: the REST API under uvicorn (needs Redis; jobs run on ``hardneg worker``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hardneg.service.jobs.connection import RedisUnavailableError, require_redis
+from hardneg.service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default $HARDNEG_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default $HARDNEG_PORT)")] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="data directory shared with the workers ($HARDNEG_HOME)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the REST API (/v1, /docs, /healthz, /readyz, /metrics)."""
+    import uvicorn
+
+    if home is not None:  # uvicorn's factory builds Settings() from the environment
+        os.environ["HARDNEG_HOME"] = str(home)
+    settings = Settings()
+    try:
+        require_redis(settings)
+    except RedisUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if not settings.api_keys:
+        logger.warning("no API keys configured (HARDNEG_API_KEYS): the API is open to anyone")
+    uvicorn.run(
+        "hardneg.service.api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

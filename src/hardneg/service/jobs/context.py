@@ -1,0 +1,45 @@
+"""What a job kind's pipeline function receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hardneg.core.cache import Cache
+from hardneg.core.progress import Progress
+from hardneg.core.workspace import Workspace
+from hardneg.service.jobs.corpora import CorpusRecord, CorpusStore
+from hardneg.service.settings import Settings
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything a pipeline run gets besides its params."""
+
+    job_id: str
+    attempt: int
+    settings: Settings
+    workspace: Workspace
+    corpus: CorpusRecord | None
+    output_dir: Path  # write artifacts here, atomically (hardneg.core.atomic)
+    checkpoint_dir: Path  # survives a lost worker: a retried attempt resumes from it
+    progress: Progress  # raises JobCancelled when the job is cancelled
+    cache: Cache
+    corpora: CorpusStore
+    publish: Callable[[Mapping[str, object]], None]  # interim stats (e.g. a metrics history)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished run hands back: stats for the record and artifacts to publish."""
+
+    stats: Mapping[str, object]
+    artifacts: Mapping[str, Path] = field(default_factory=dict)  # name -> file or folder
+    results: str | None = None  # the artifact name (a JSONL file) served page by page
+
+
+def require_corpus(context: JobContext) -> CorpusRecord:
+    if context.corpus is None:
+        raise ValueError("this job kind needs a corpus ('corpus_id')")
+    return context.corpus

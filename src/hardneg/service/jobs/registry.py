@@ -1,0 +1,70 @@
+"""Job kinds: one small registration each (params model, pipeline function).
+
+A kind's ``params`` is the pydantic model the API validates (misspelt or out-of-range fields get
+a 422 naming them); ``run`` is the ``"module:function"`` the worker imports and calls as
+``run(params, context) -> JobOutcome``. Pipelines import torch and friends, so the API never
+imports ``run``: it only needs the params model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from hardneg.service.jobs.context import JobContext, JobOutcome
+from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
+from hardneg.service.jobs.kinds.evaluate import EvaluateParams
+from hardneg.service.settings import Settings
+
+RunFunction = Callable[[Any, JobContext], JobOutcome]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    params: type[BaseModel]
+    run: str  # "module:function"
+    description: str
+    needs_corpus: bool = True
+    public: bool = True  # submitted through POST /v1/jobs/<name>
+    # "module:function" called as cleanup(params, settings) when a run is cancelled or given up,
+    # even when its process was killed: removes what the kind writes outside its job folder.
+    cleanup: str | None = None
+
+    def load(self) -> RunFunction:
+        run: RunFunction = _import(self.run)
+        return run
+
+    def clean_up(self, params: dict[str, object], settings: Settings) -> None:
+        if self.cleanup is not None:
+            _import(self.cleanup)(self.params.model_validate(params), settings)
+
+
+def _import(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind(
+            name="evaluate",
+            params=EvaluateParams,
+            run="hardneg.service.jobs.kinds.evaluate:run",
+            description="Evaluate BM25 or a dense model on one split of the corpus.",
+        ),
+        JobKind(
+            name="corpus",
+            params=RegisterCorpusParams,
+            run="hardneg.service.jobs.kinds.corpus:run",
+            cleanup="hardneg.service.jobs.kinds.corpus:cleanup",
+            description="Download a BEIR dataset or read a server-side folder; count and check it.",
+            public=False,
+        ),
+    )
+}

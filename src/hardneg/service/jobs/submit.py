@@ -1,0 +1,122 @@
+"""Submitting jobs: identical requests share one job; Idempotency-Key replays one response.
+
+Dedupe key: ``cache_key("job", {kind, params with defaults filled in, corpus content
+version})``. While the job it points to is queued, running or succeeded, an identical request
+gets that job instead of a new one; after a failure or a cancel (or with ``force``) a new job
+replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import redis
+from pydantic import BaseModel
+
+from hardneg.core.cache import cache_key
+from hardneg.service.jobs.corpora import CorpusRecord
+from hardneg.service.jobs.queue import enqueue
+from hardneg.service.jobs.records import JobRecord, new_job_id
+from hardneg.service.jobs.registry import JobKind
+from hardneg.service.jobs.services import Services
+
+SHAREABLE_STATES = frozenset({"queued", "running", "succeeded"})
+
+
+class IdempotencyConflictError(ValueError):
+    """The Idempotency-Key was used before with a different request."""
+
+
+class IdempotencyInProgressError(RuntimeError):
+    """A request with the same Idempotency-Key is being handled right now."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: JobRecord
+    created: bool  # False: an identical job existed and is returned instead
+
+
+def dedupe_key(kind: str, params: dict[str, object], corpus: CorpusRecord | None) -> str:
+    version = corpus.version if corpus is not None else None
+    return cache_key("job", {"kind": kind, "params": params, "corpus": version})
+
+
+def submit(
+    services: Services,
+    kind: JobKind,
+    params: BaseModel,
+    corpus: CorpusRecord | None,
+    force: bool = False,
+) -> Submission:
+    params_json = params.model_dump(mode="json")
+    key = dedupe_key(kind.name, params_json, corpus)
+    record = JobRecord(
+        id=new_job_id(),
+        kind=kind.name,
+        params=params_json,
+        corpus_id=corpus.id if corpus is not None else None,
+        dedupe_key=key,
+        max_attempts=services.settings.job_max_attempts,
+    ).with_event("submitted")
+    keys, client = services.keys, services.text
+    pointer = keys.dedupe(key)
+    while True:
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(pointer)
+                existing_id = pipe.get(pointer)
+                existing = services.jobs.get(existing_id) if existing_id else None  # type: ignore[arg-type]
+                if existing is not None and existing.state in SHAREABLE_STATES and not force:
+                    return Submission(existing, created=False)
+                pipe.multi()
+                pipe.set(pointer, record.id)
+                pipe.hset(keys.job(record.id), mapping=record.to_hash())  # type: ignore[arg-type]
+                pipe.zadd(keys.job_index, {record.id: record.created_at})
+                pipe.sadd(keys.job_state(record.state), record.id)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    enqueue(services.queue, record, services.settings)
+    return Submission(record, created=True)
+
+
+def request_digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Idempotency:
+    """Remembers, per (scope, client, key), which request it saw and what it created."""
+
+    def __init__(self, services: Services, scope: str, principal: str, key: str) -> None:
+        hashed = hashlib.sha256(f"{principal}\0{key}".encode()).hexdigest()
+        self._redis_key = services.keys.idempotency(scope, hashed)
+        self._client = services.text
+        self._ttl = services.settings.idempotency_ttl_seconds
+
+    def reserve(self, digest: str) -> str | None:
+        """The resource id a previous identical request created, or None after reserving."""
+        pending = json.dumps({"digest": digest, "id": None})
+        if self._client.set(self._redis_key, pending, nx=True, ex=self._ttl):
+            return None
+        text = self._client.get(self._redis_key)
+        seen = json.loads(str(text)) if text else {"digest": digest, "id": None}
+        if seen["digest"] != digest:
+            raise IdempotencyConflictError(
+                "Idempotency-Key was already used with a different request"
+            )
+        if seen["id"] is None:
+            raise IdempotencyInProgressError("a request with this Idempotency-Key is in progress")
+        resource: str = seen["id"]
+        return resource
+
+    def complete(self, digest: str, resource_id: str) -> None:
+        value = json.dumps({"digest": digest, "id": resource_id})
+        self._client.set(self._redis_key, value, ex=self._ttl)
+
+    def release(self) -> None:
+        """Forget a reservation whose request failed, so the client may retry with the key."""
+        self._client.delete(self._redis_key)
