@@ -1,0 +1,151 @@
+"""Shared-encoder training on (query, positive, static hard negatives) batches: STAR and the
+sentence-transformers baseline differ only in the loss applied to the same batch.
+
+Each rank encodes its slice of the global batch; positives and negatives are gathered from all
+ranks (with gradients flowing back to their owners), so every query is scored against the whole
+global batch exactly as in a single-process run with the global batch size.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from hardneg.core.dense import DenseIndexConfig
+from hardneg.core.progress import Progress, no_progress
+from hardneg.core.workspace import Workspace
+from hardneg.trainers.common import (
+    already_finished,
+    finish,
+    load_trainable_encoder,
+    require_negatives,
+    start,
+)
+from hardneg.trainers.config import TrainingConfig
+from hardneg.trainers.data import PAD_ID, Batch, BatchSchedule, load_examples, negative_mask
+from hardneg.trainers.distributed import DistContext, all_reduce_sum, gather_with_grad
+from hardneg.trainers.encoding import BiEncoderForward, tokenize
+from hardneg.trainers.evaluation import DenseEvaluator
+from hardneg.trainers.loop import LossFn, TrainingTask, train_loop
+from hardneg.trainers.losses import mnrl_loss, star_loss
+from hardneg.trainers.output import write_model_folder
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+LossKind = Literal["star", "baseline"]
+
+
+def encode_batch(
+    forward: torch.nn.Module,
+    model: SentenceTransformer,
+    local: Batch,
+    config: TrainingConfig,
+    device: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embeddings of this rank's queries (b, dim), positives (b, dim), negatives (b * k, dim)."""
+    args = config.model
+    groups = [
+        tokenize(model, local.queries, args.max_query_length, device, args.query_prompt),
+        tokenize(model, local.positives, args.max_doc_length, device, args.doc_prompt),
+    ]
+    if local.negatives:
+        groups.append(
+            tokenize(model, local.negatives, args.max_doc_length, device, args.doc_prompt)
+        )
+    embeddings = forward(groups)
+    queries, positives = embeddings[0], embeddings[1]  # (b, dim) each
+    negatives = embeddings[2] if local.negatives else positives[:0]  # (b * k, dim)
+    return queries, positives, negatives
+
+
+def batch_loss(
+    kind: LossKind,
+    batch: Batch,
+    queries: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    ctx: DistContext,
+    scale: float,
+) -> torch.Tensor:
+    """This rank's share of the global-batch loss (scaled so DDP's gradient mean is exact)."""
+    all_positives = gather_with_grad(positives, ctx)  # (B, dim)
+    all_negatives = gather_with_grad(negatives, ctx)  # (B * k, dim)
+    docs = torch.cat([all_positives, all_negatives])  # (M, dim), M = B + B * k
+    local = len(queries)
+    rows = slice(ctx.rank * local, (ctx.rank + 1) * local)
+    positive_index = torch.arange(rows.start, rows.stop, device=queries.device)  # (b,)
+    if kind == "star":
+        mask = negative_mask(batch, rows).to(queries.device)  # (b, M)
+        pairs = all_reduce_sum(mask.sum().float(), ctx)  # () valid pairs in the global batch
+        return star_loss(queries, docs, positive_index, mask, scale, pairs) * ctx.world_size
+    not_padding = torch.tensor([d != PAD_ID for d in batch.doc_ids], device=queries.device)
+    candidates = not_padding.unsqueeze(0).expand(local, -1)  # (b, M)
+    return mnrl_loss(queries, docs, positive_index, candidates, scale)
+
+
+def make_loss(
+    kind: LossKind,
+    schedule: BatchSchedule,
+    model: SentenceTransformer,
+    config: TrainingConfig,
+    ctx: DistContext,
+) -> LossFn:
+    def compute(forward: torch.nn.Module, micro_step: int) -> torch.Tensor:
+        batch = schedule.batch(micro_step)
+        local = batch.shard(ctx.rank, ctx.world_size)
+        queries, positives, negatives = encode_batch(forward, model, local, config, ctx.device)
+        return batch_loss(kind, batch, queries, positives, negatives, ctx, config.train.scale)
+
+    return compute
+
+
+def train_bi_encoder(
+    kind: LossKind,
+    config: TrainingConfig,
+    workspace: Workspace,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """Train a shared bi-encoder with ``kind``'s loss; returns the run summary."""
+    done = already_finished(config)
+    if done is not None:
+        return done
+    ctx = start(config)
+    examples = load_examples(require_negatives(config), config.data.negative_depth)
+    global_batch = config.train.per_device_batch_size * ctx.world_size
+    schedule = BatchSchedule(
+        examples, global_batch, config.data.negatives_per_query, config.train.seed
+    )
+    model = load_trainable_encoder(config.model.model, config, ctx.device)
+    evaluator = None
+    if config.eval.data is not None:
+        evaluator = DenseEvaluator(
+            config.eval.data,
+            workspace,
+            model,
+            index_config=DenseIndexConfig(kind=config.eval.index),
+            query_prompt=config.model.query_prompt,
+            corpus_prompt=config.model.doc_prompt,
+            progress=progress,
+            seed=config.train.seed,
+        )
+    task = TrainingTask(
+        name=kind,
+        forward=BiEncoderForward(model),
+        weights=model,
+        micro_batches_per_epoch=schedule.batches_per_epoch,
+        compute_loss=make_loss(kind, schedule, model, config, ctx),
+        evaluator=evaluator,
+    )
+    result = train_loop(task, config, ctx, progress)
+    info: dict[str, Any] = {}
+    if ctx.is_main:
+        info = write_model_folder(
+            config.train.output_dir, lambda folder: model.save(str(folder)), kind, config, result
+        )
+    finish(config, ctx)
+    return info

@@ -1,0 +1,93 @@
+"""Turning text into trainable embeddings (or cross-encoder logits) inside a training step.
+
+Each trainer wraps its model in one of the small ``nn.Module`` s below so that a whole step is a
+single forward call: that is what DistributedDataParallel expects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.nn import functional
+
+from hardneg.core.encoders import uses_cosine
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+Features = dict[str, Any]
+
+
+def to_device(features: Features, device: str | torch.device) -> Features:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+
+def tokenize(
+    model: SentenceTransformer | CrossEncoder,
+    texts: Sequence[str] | Sequence[tuple[str, str]],
+    max_length: int,
+    device: str | torch.device,
+    prompt: str = "",
+) -> Features:
+    """Padded, truncated features for ``texts`` (or (query, document) pairs) on ``device``."""
+    features = model.preprocess(list(texts), prompt=prompt or None, max_length=max_length)
+    return to_device(features, device)
+
+
+class BiEncoderForward(torch.nn.Module):
+    """Embeds several groups of texts (queries, positives, negatives) in one forward call."""
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        super().__init__()
+        self.model = model
+        self.normalize = uses_cosine(model)
+
+    def forward(self, groups: list[Features]) -> list[torch.Tensor]:
+        embeddings = []
+        for features in groups:
+            emb = self.model(features)["sentence_embedding"]  # (n, dim)
+            embeddings.append(functional.normalize(emb, dim=-1) if self.normalize else emb)
+        return embeddings
+
+
+class CrossEncoderForward(torch.nn.Module):
+    """One relevance logit per (query, document) pair."""
+
+    def __init__(self, model: CrossEncoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Features) -> torch.Tensor:
+        logits: torch.Tensor = self.model(features)["scores"]  # (n, 1)
+        return logits.view(-1)  # (n,)
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Evaluation mode (no dropout) inside the block; the previous mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[object]:
+    """Mixed precision on CUDA (fp16 or bf16); a no-op elsewhere or for fp32."""
+    if precision == "fp32" or not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass (non-reentrant, so it works under DDP)."""
+    enable = getattr(model, "gradient_checkpointing_enable", None)
+    if enable is None:
+        raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
