@@ -1,0 +1,154 @@
+"""BM25-mined negatives: each query's BM25 top-N from core's ``BM25Index``.
+
+The positives' BM25 scores are looked up too, even when a positive is not in the top-N, so the
+positive-aware margins of ``miners.filters`` work (e.g. drop candidates scoring above 0.95 x the
+positive, as in Moreira et al., "NV-Retriever", 2024).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import bm25s
+import numpy as np
+import numpy.typing as npt
+
+from hardneg.core.beir import BeirSplit
+from hardneg.core.bm25 import BM25Index, BM25Params
+from hardneg.core.cache import Cache
+from hardneg.core.progress import Progress, no_progress
+from hardneg.core.workspace import Workspace
+from hardneg.miners.candidates import (
+    CandidateLists,
+    bucket_depth,
+    cached_candidates,
+    candidates_key,
+    positive_ids_of,
+    queries_fingerprint,
+    retrieval_depth,
+)
+from hardneg.miners.job import MinedRun, MiningJob
+from hardneg.miners.selection import select_from_candidates
+
+logger = logging.getLogger(__name__)
+
+METHOD = "bm25"
+
+
+def _retriever(index: BM25Index) -> bm25s.BM25:
+    # core's BM25Index has no public per-document scoring yet; its bm25s retriever holds the
+    # eager (term x doc) score matrix we need for the positives.
+    return index._retriever
+
+
+class PositiveScorer:
+    """BM25 score of (query tokens, one document) read straight from bm25s's sparse matrix.
+
+    ``score(q, d) = sum_{t in q} S[t, d]`` (plus the non-occurrence term for BM25L/BM25+), the
+    same sum bm25s computes for every document, but for the few documents asked for.
+    """
+
+    def __init__(self, index: BM25Index) -> None:
+        retriever = _retriever(index)
+        self._vocab: dict[str, int] = retriever.vocab_dict
+        self._data = np.asarray(retriever.scores["data"])
+        self._indices = np.asarray(retriever.scores["indices"])
+        self._indptr = np.asarray(retriever.scores["indptr"])
+        nonoccurrence = getattr(retriever, "nonoccurrence_array", None)
+        self._nonoccurrence = None if nonoccurrence is None else np.asarray(nonoccurrence)
+
+    def token_ids(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
+        return np.asarray([self._vocab[t] for t in tokens if t in self._vocab], np.int64)
+
+    def score(self, tokens: Sequence[str], positions: Sequence[int]) -> list[float]:
+        token_ids = self.token_ids(tokens)
+        totals = np.zeros(len(positions), np.float64)
+        docs = np.asarray(positions, np.int64)
+        for token_id in token_ids:
+            start, stop = int(self._indptr[token_id]), int(self._indptr[token_id + 1])
+            column = self._indices[start:stop]  # doc rows holding the term, ascending
+            where = np.searchsorted(column, docs)
+            found = (where < len(column)) & (column[np.minimum(where, len(column) - 1)] == docs)
+            totals[found] += self._data[start + where[found]]
+        if self._nonoccurrence is not None and len(token_ids):
+            totals += float(self._nonoccurrence[token_ids].sum())
+        return [float(np.float32(t)) for t in totals]
+
+
+def bm25_key(split: BeirSplit, params: BM25Params, depth: int) -> str:
+    return candidates_key(
+        METHOD,
+        {
+            "corpus": split.corpus.fingerprint,
+            "queries": queries_fingerprint(split),
+            "params": asdict(params),
+            "bm25s": bm25s.__version__,
+            "depth": depth,
+        },
+    )
+
+
+def search_candidates(
+    split: BeirSplit,
+    index: BM25Index,
+    depth: int,
+    progress: Progress = no_progress,
+) -> CandidateLists:
+    """Top-``depth`` BM25 hits per query plus the BM25 scores of its positives."""
+    query_ids = list(split.queries)
+    tokens = index.tokenize([split.queries[q] for q in query_ids])
+    results = index.search_tokens(tokens, query_ids, depth, progress)
+    scorer = PositiveScorer(index)
+    positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
+    positive_scores = tuple(
+        tuple(scorer.score(tokens[i], [split.corpus.position(d) for d in positives]))
+        for i, positives in enumerate(positive_ids)
+    )
+    return CandidateLists(
+        query_ids=tuple(query_ids),
+        positions=results.positions.astype(np.int32),
+        scores=results.scores.astype(np.float32),
+        positive_ids=positive_ids,
+        positive_scores=positive_scores,
+    )
+
+
+def bm25_candidates(
+    split: BeirSplit,
+    workspace: Workspace,
+    depth: int,
+    params: BM25Params | None = None,
+    cache: Cache | None = None,
+    progress: Progress = no_progress,
+) -> tuple[CandidateLists, bool]:
+    """Cached BM25 candidate lists; the index is built (or loaded) only on a cache miss."""
+    params = params or BM25Params()
+    depth = bucket_depth(depth)
+    key = bm25_key(split, params, depth)
+
+    def compute() -> CandidateLists:
+        folder = workspace.bm25_dir(split.corpus.fingerprint, params)
+        index = BM25Index.load_or_build(folder, split.corpus, params, progress)
+        return search_candidates(split, index, depth, progress)
+
+    return cached_candidates(cache, key, compute)
+
+
+def mine_bm25(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
+    lists, hit = bm25_candidates(
+        job.split,
+        job.workspace,
+        retrieval_depth(job.split, job.filters),
+        job.bm25,
+        job.cache,
+        progress,
+    )
+    provenance = {
+        "scorer": "bm25",
+        "bm25": asdict(job.bm25),
+        "candidate_depth": lists.depth,
+        "cache_hit": hit,
+    }
+    return select_from_candidates(job.split, lists, job.filters, METHOD, provenance, progress)

@@ -1,0 +1,202 @@
+"""Dense-mined negatives: each query's FAISS top-N under a bi-encoder (the negatives STAR uses).
+
+Corpus embeddings come from core's ``EmbeddingStore`` (encoded once per corpus and model);
+scores are the model's own (cosine for unit-normalised models). The positives' scores are
+computed directly from their embeddings, whether or not they are in the top-N (Zhan et al.,
+"Optimizing Dense Retrieval Model Training with Hard Negatives", SIGIR 2021, for STAR).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from hardneg.core.beir import BeirSplit
+from hardneg.core.cache import Cache
+from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.embeddings import EmbeddingKey
+from hardneg.core.encoders import DEFAULT_MODEL, encode_texts, load_encoder, uses_cosine
+from hardneg.core.progress import Progress, no_progress
+from hardneg.core.workspace import Workspace
+from hardneg.miners.candidates import (
+    CandidateLists,
+    bucket_depth,
+    cached_candidates,
+    candidates_key,
+    positive_ids_of,
+    queries_fingerprint,
+    retrieval_depth,
+)
+from hardneg.miners.job import MinedRun, MiningJob
+from hardneg.miners.selection import select_from_candidates
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+METHOD = "dense"
+# Texts per EmbeddingStore chunk: sentence-transformers sorts each encode call by length, so a
+# large chunk means less padding (one chunk holds all of a BEIR corpus of this size).
+ENCODE_CHUNK = 32768
+
+
+def dense_key(
+    split: BeirSplit,
+    embedding: EmbeddingKey,
+    config: DenseIndexConfig,
+    depth: int,
+    query_prompt: str,
+) -> str:
+    index = asdict(config)
+    index.pop("use_gpu")  # where the search runs does not change its results
+    return candidates_key(
+        METHOD,
+        {
+            "embedding": asdict(embedding),  # corpus + model fingerprints, length, prompt
+            "queries": queries_fingerprint(split),
+            "query_prompt": query_prompt,
+            "index": index,
+            "faiss": faiss.__version__,
+            "depth": depth,
+        },
+    )
+
+
+def build_index(
+    vectors: npt.NDArray[np.float32],
+    split: BeirSplit,
+    workspace: Workspace,
+    embedding: EmbeddingKey,
+    config: DenseIndexConfig,
+) -> DenseIndex:
+    """A flat index is rebuilt from the memory-mapped matrix; IVF/HNSW are stored and reused."""
+    structure = {"kind": config.kind, "nlist": config.nlist, "hnsw_m": config.hnsw_m}
+    folder = workspace.faiss_dir(embedding.stem, structure)
+    key: dict[str, object] = {"stem": embedding.stem}
+    return DenseIndex.load_or_build(folder, vectors, split.corpus.ids, key, config)
+
+
+def positive_scores(
+    query_vectors: npt.NDArray[np.float32],
+    corpus_vectors: npt.NDArray[np.float32],
+    split: BeirSplit,
+    positive_ids: tuple[tuple[str, ...], ...],
+) -> tuple[tuple[float, ...], ...]:
+    """Inner product of each query with each of its positives (cosine for unit vectors)."""
+    scores: list[tuple[float, ...]] = []
+    for row, positives in enumerate(positive_ids):
+        rows = [split.corpus.position(d) for d in positives]
+        docs = np.asarray(corpus_vectors[rows], np.float32)  # (n_positives, dim)
+        scores.append(tuple(float(s) for s in docs @ query_vectors[row]))  # (n_positives,)
+    return tuple(scores)
+
+
+def search_candidates(
+    split: BeirSplit,
+    model: SentenceTransformer,
+    workspace: Workspace,
+    depth: int,
+    config: DenseIndexConfig,
+    query_prompt: str = "",
+    corpus_prompt: str = "",
+    batch_size: int = 64,
+    progress: Progress = no_progress,
+) -> CandidateLists:
+    corpus_vectors = workspace.embeddings.encode_corpus(
+        model,
+        split.corpus,
+        corpus_prompt,
+        batch_size=batch_size,
+        chunk_size=ENCODE_CHUNK,
+        progress=progress,
+    )  # (n_docs, dim), memory-mapped
+    embedding = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
+    index = build_index(corpus_vectors, split, workspace, embedding, config)
+    query_ids = list(split.queries)
+    progress(0, len(query_ids), "dense: encoding queries")
+    query_vectors = encode_texts(
+        model, [split.queries[q] for q in query_ids], batch_size, query_prompt or None
+    )  # (n_queries, dim)
+    progress(len(query_ids), len(query_ids), "dense: encoding queries")
+    results = index.search(query_vectors, query_ids, depth, progress=progress)
+    positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
+    return CandidateLists(
+        query_ids=tuple(query_ids),
+        positions=results.positions.astype(np.int32),
+        scores=results.scores.astype(np.float32),
+        positive_ids=positive_ids,
+        positive_scores=positive_scores(query_vectors, corpus_vectors, split, positive_ids),
+    )
+
+
+def dense_candidates(
+    split: BeirSplit,
+    model: SentenceTransformer,
+    workspace: Workspace,
+    depth: int,
+    config: DenseIndexConfig | None = None,
+    query_prompt: str = "",
+    corpus_prompt: str = "",
+    batch_size: int = 64,
+    cache: Cache | None = None,
+    progress: Progress = no_progress,
+) -> tuple[CandidateLists, bool]:
+    """Cached dense candidate lists: a hit encodes and searches nothing."""
+    config = config or DenseIndexConfig()
+    depth = bucket_depth(depth)
+    embedding = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
+    key = dense_key(split, embedding, config, depth, query_prompt)
+
+    def compute() -> CandidateLists:
+        return search_candidates(
+            split,
+            model,
+            workspace,
+            depth,
+            config,
+            query_prompt,
+            corpus_prompt,
+            batch_size,
+            progress,
+        )
+
+    return cached_candidates(cache, key, compute)
+
+
+def load_job_encoder(job: MiningJob) -> SentenceTransformer:
+    return load_encoder(job.model, job.device, job.max_length)
+
+
+def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
+    model = load_job_encoder(job)
+    lists, hit = dense_candidates(
+        job.split,
+        model,
+        job.workspace,
+        retrieval_depth(job.split, job.filters),
+        job.index,
+        job.query_prompt,
+        job.corpus_prompt,
+        job.batch_size,
+        job.cache,
+        progress,
+    )
+    embedding = EmbeddingKey.for_model(job.split.corpus, model, job.corpus_prompt)
+    provenance = {
+        "scorer": "cosine" if uses_cosine(model) else "dot",
+        "model": job.model or DEFAULT_MODEL,
+        "model_fingerprint": embedding.model_fingerprint,
+        "max_length": int(model.max_seq_length or 0),
+        "index": asdict(job.index),
+        "query_prompt": job.query_prompt,
+        "corpus_prompt": job.corpus_prompt,
+        "candidate_depth": lists.depth,
+        "cache_hit": hit,
+    }
+    return select_from_candidates(job.split, lists, job.filters, METHOD, provenance, progress)
