@@ -41,6 +41,8 @@ class JobView(BaseModel):
     stats: dict[str, Any]
     error: str | None
     cancel_requested: bool
+    worker: str | None = Field(None, description="the worker running the current attempt")
+    pid: int | None = Field(None, description="process id of the current attempt's work horse")
     artifacts: dict[str, ArtifactView]
     results: str | None = Field(None, description="artifact served by /results, page by page")
     events: list[str]
@@ -70,6 +72,8 @@ class JobView(BaseModel):
             stats=record.stats,
             error=record.error,
             cancel_requested=record.cancel_requested_at is not None,
+            worker=record.worker,
+            pid=record.pid,
             artifacts={k: ArtifactView.model_validate(v) for k, v in record.artifacts.items()},
             results=record.results,
             events=record.events,

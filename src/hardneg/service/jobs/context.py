@@ -39,6 +39,14 @@ class JobOutcome:
     results: str | None = None  # the artifact name (a JSONL file) served page by page
 
 
+class ParamError(ValueError):
+    """A parameter the server refuses (checked with its settings); names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def require_corpus(context: JobContext) -> CorpusRecord:
     if context.corpus is None:
         raise ValueError("this job kind needs a corpus ('corpus_id')")

@@ -79,7 +79,8 @@ class Maintenance(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        self.join(timeout=10)
+        if self.is_alive():
+            self.join(timeout=10)
         try:
             self._services.text.zrem(self._services.keys.workers, self._worker)
         finally:

@@ -62,7 +62,8 @@ def _check_params(kind: JobKind, params: BaseModel, services: Services) -> None:
     try:
         check(services.settings)
     except ValueError as exc:
-        raise _error(422, str(exc), getattr(exc, "field", "params")) from None
+        field = getattr(exc, "field", None)
+        raise _error(422, str(exc), f"params.{field}" if field else "params") from None
 
 
 def _submit(

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hardneg.core.atomic import atomic_path, write_text_atomic
 from hardneg.core.cache import cache_key
-from hardneg.service.jobs.context import JobContext, JobOutcome, require_corpus
+from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
+from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
+from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,14 @@ class EvaluateParams(BaseModel):
     query_prompt: str = Field("", max_length=512)
     corpus_prompt: str = Field("", max_length=512)
     top_k: int = Field(10, ge=1, le=EVAL_DEPTH, description="hits per query kept in results")
+
+    def server_check(self, settings: Settings) -> None:
+        """Refuse a model reference the worker would refuse (paths outside the allowed roots)."""
+        if self.model is not None:
+            try:
+                resolve_model_ref(self.model, settings)
+            except PathRefusedError as exc:
+                raise ParamError("model", str(exc)) from None
 
 
 Run = dict[str, dict[str, float]]
@@ -81,7 +91,6 @@ def run(params: EvaluateParams, context: JobContext) -> JobOutcome:
     from hardneg.core.bm25 import BM25Params
     from hardneg.core.dense import DenseIndexConfig
     from hardneg.core.metrics import evaluate
-    from hardneg.service.jobs.paths import resolve_model_ref
     from hardneg.service.pipelines.evaluate import EvaluateRequest, run_evaluation
 
     corpus = require_corpus(context)
