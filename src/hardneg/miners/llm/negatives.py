@@ -7,9 +7,10 @@ positive, each passage is dropped when
 
 * it is a near-duplicate of a positive: word-set Jaccard above ``max_positive_jaccard`` or
   embedding cosine above ``max_positive_cosine``;
-* the scorer says it answers the query: its score reaches the positive-aware threshold
-  ``min(p - absolute_margin, relative_margin * p)`` where ``p`` is the lowest positive score
-  (the relative part only when ``p > 0``; cf. NV-Retriever's TopK-PercPos, Moreira et al., 2024).
+* the scorer says it answers the query: it scores like the positive. With ``p`` the lowest
+  positive score, an absolute margin ``m`` rejects ``score + m > p`` and a relative margin ``r``
+  rejects ``score > p - |p| * r`` (``r = 0.05`` is NV-Retriever's TopK-PercPos 95%, Moreira et al.,
+  2024), the conventions of :mod:`hardneg.miners.filters`.
 
 Rows come out as :class:`hardneg.core.negatives.MinedQuery` with ``gen:<hash>`` negative ids.
 """
@@ -117,8 +118,8 @@ class NegativeGenConfig:
     limits: PassageLimits = field(default_factory=PassageLimits)
     max_positive_jaccard: float = 0.6
     max_positive_cosine: float = 0.9
-    relative_margin: float | None = 0.95
-    absolute_margin: float = 0.0
+    relative_margin: float | None = 0.05  # 95% of the positive's score (TopK-PercPos)
+    absolute_margin: float | None = None
     min_negatives: int = 1  # queries left with fewer are reported, not written
     skip_failures: bool = False
 
@@ -141,12 +142,16 @@ class _Draft:
     text: str
 
 
-def answer_threshold(lowest_positive: float, config: NegativeGenConfig) -> float:
-    """Scores at or above this count as answering the query."""
-    threshold = lowest_positive - config.absolute_margin
-    if config.relative_margin is not None and lowest_positive > 0:
-        threshold = min(threshold, config.relative_margin * lowest_positive)
-    return threshold
+def answers_query(score: float, lowest_positive: float, config: NegativeGenConfig) -> bool:
+    """Whether ``score`` is close enough to the lowest positive's to count as an answer.
+
+    Same conventions as the shared mining filters: absolute margin m rejects ``score + m > p``,
+    relative margin r rejects ``score > p - |p| * r``.
+    """
+    p = lowest_positive
+    if config.absolute_margin is not None and score + config.absolute_margin > p:
+        return True
+    return config.relative_margin is not None and score > p - abs(p) * config.relative_margin
 
 
 def _jobs(
@@ -273,11 +278,7 @@ def generate_negatives(
     accepted: dict[int, list[tuple[str, float | None]]] = {}
     for draft, draft_score in zip(drafts, draft_scores, strict=True):
         known = [s for s in positive_scores[draft.item] if s is not None]
-        if (
-            draft_score is not None
-            and known
-            and draft_score >= answer_threshold(min(known), config)
-        ):
+        if draft_score is not None and known and answers_query(draft_score, min(known), config):
             report.drop(ANSWERS_QUERY, draft.text)
             continue
         accepted.setdefault(draft.item, []).append((draft.text, draft_score))
