@@ -124,8 +124,8 @@ def test_without_embedder_and_scorer_only_text_checks_run(llm: OpenAIClient) -> 
     result = generate_negatives(llm, [WOLVES], None, None, CONFIG)
     (row,) = result.rows
     assert row.negatives[:2] == tuple(WOLF_SCRIPT[1:3])  # nothing judged them
-    assert len(row.negatives) == 5
-    assert row.negative_scores == (None,) * 5 and row.positive_scores == (None,)
+    assert len(row.negatives) == 4
+    assert row.negative_scores == (None,) * 4 and row.positive_scores == (None,)
     assert result.report.dropped["near_duplicate_positive"] == 1  # Jaccard only
 
 
