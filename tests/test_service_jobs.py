@@ -141,7 +141,7 @@ def test_redis_cache_is_a_core_cache_with_ttl_and_shared_counters(services: Serv
     cache.set(key, b"\x00payload")
     assert cache.get(key) == b"\x00payload"
     assert 0 < int(services.raw.ttl(services.keys.cache(key))) <= 60
-    other = RedisCache(services.raw, services.keys, 60)  # another process, same Redis
+    other = RedisCache(services.raw, services.raw, services.keys, 60)  # another process, same Redis
     assert other.get(key) == b"\x00payload"
     assert other.get(cache_key("llm", {"prompt": "x"})) is None
     assert other.counters() == {"candidates": (2, 1), "llm": (0, 1)}

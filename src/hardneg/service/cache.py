@@ -1,12 +1,15 @@
 """``RedisCache``: core's ``Cache`` protocol on Redis, shared by every worker.
 
 Values live at ``<prefix>:cache:<key>`` (``key`` is ``namespace:<sha256>`` from
-``hardneg.core.cache.cache_key``) with a TTL, so a cache that is never read again expires on its
-own. Hits and misses are counted per namespace in one Redis hash (``<prefix>:stats:cache``) so
-the API's ``/metrics`` reports what all workers saw. Keys already name every input of a value,
-so a TTL never serves a stale value; it only bounds memory. Run Redis with
-``maxmemory-policy allkeys-lru`` (or ``volatile-lru``) so that, under memory pressure, cold
-cache entries are evicted before anything else fails.
+``hardneg.core.cache.cache_key``) with a TTL, so a value nobody reads again expires on its own.
+Keys name every input of a value, so a TTL never guards against staleness; it only bounds memory.
+Hits and misses are counted per namespace in a hash on the main Redis (``<prefix>:stats:cache``),
+so the API's ``/metrics`` reports what every worker saw.
+
+Values may live on their own Redis (``HARDNEG_CACHE_REDIS_URL``) run with
+``maxmemory-policy allkeys-lru``: under memory pressure the coldest values go first and nothing
+else is at risk. On a single shared Redis use ``volatile-lru`` instead (only keys with a TTL are
+evicted), never ``allkeys-lru``: that could evict job records and queues.
 """
 
 from __future__ import annotations
@@ -30,15 +33,18 @@ def namespace_of(key: str) -> str:
 class RedisCache:
     """Thread-safe (redis-py pools connections). Redis errors count as misses, never crash."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, ttl_seconds: int) -> None:
-        self._client = client
+    def __init__(
+        self, values: redis.Redis, stats: redis.Redis, keys: Keys, ttl_seconds: int
+    ) -> None:
+        self._values = values  # may be a dedicated, evicting Redis
+        self._stats = stats  # the main Redis: counters survive evictions
         self._keys = keys
         self.ttl_seconds = ttl_seconds
 
     def get(self, key: str) -> bytes | None:
         namespace = namespace_of(key)
         try:
-            value = self._client.get(self._keys.cache(key))
+            value = self._values.get(self._keys.cache(key))
         except redis.RedisError:
             logger.warning("cache read failed for namespace %s", namespace, exc_info=True)
             value = None
@@ -49,19 +55,19 @@ class RedisCache:
 
     def set(self, key: str, value: bytes) -> None:
         try:
-            self._client.set(self._keys.cache(key), value, ex=self.ttl_seconds)
+            self._values.set(self._keys.cache(key), value, ex=self.ttl_seconds)
         except redis.RedisError:
             logger.warning("cache write failed for namespace %s", namespace_of(key), exc_info=True)
 
     def _count(self, namespace: str, suffix: str) -> None:
         try:
-            self._client.hincrby(self._keys.cache_stats, namespace + suffix, 1)
+            self._stats.hincrby(self._keys.cache_stats, namespace + suffix, 1)
         except redis.RedisError:
             logger.debug("cache counter update failed", exc_info=True)
 
     def counters(self) -> dict[str, tuple[int, int]]:
         """namespace -> (hits, misses), as counted by every process sharing this Redis."""
-        raw = self._client.hgetall(self._keys.cache_stats)
+        raw = self._stats.hgetall(self._keys.cache_stats)
         out: dict[str, list[int]] = {}
         for field, count in raw.items():
             name = field.decode() if isinstance(field, bytes) else field
@@ -69,3 +75,6 @@ class RedisCache:
                 if name.endswith(suffix):
                     out.setdefault(name.removesuffix(suffix), [0, 0])[index] = int(count)
         return {name: (pair[0], pair[1]) for name, pair in out.items()}
+
+    def close(self) -> None:
+        self._values.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         "hardneg",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="namespace of every Redis key the service writes (and of the RQ queue name)",
+    )
+    cache_redis_url: str | None = Field(
+        None,
+        description="a separate Redis for cached values (candidate lists, LLM outputs), run with "
+        "maxmemory-policy allkeys-lru; default: the main Redis",
     )
     cache_ttl_seconds: int = Field(
         7 * 24 * 3600, ge=1, description="lifetime of a cached value (candidate lists, LLM outputs)"
@@ -74,6 +79,21 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_seconds: float = Field(
         5.0, gt=0, description="how often a worker announces itself (for /readyz)"
+    )
+
+    # --- service: LLM backend for generation jobs (the miners' openai backend) -----------------
+    llm_backend: Literal["llama_cpp", "openai"] = Field(
+        "llama_cpp",
+        description="llama_cpp (in-process GGUF) or openai (an OpenAI-compatible server)",
+    )
+    llm_base_url: str = Field(
+        "http://127.0.0.1:8001/v1", description="OpenAI-compatible endpoint, e.g. vLLM's /v1"
+    )
+    llm_model: str | None = Field(
+        None, description="model name at the endpoint (openai) or a .gguf path (llama_cpp)"
+    )
+    llm_api_key_env: str = Field(
+        "OPENAI_API_KEY", description="name of the variable holding the endpoint's key"
     )
 
     @field_validator("data_dirs", "allowed_roots", mode="before")

@@ -39,10 +39,10 @@ def text_client(settings: Settings) -> redis.Redis:
     )
 
 
-def bytes_client(settings: Settings) -> redis.Redis:
+def bytes_client(settings: Settings, url: str | None = None) -> redis.Redis:
     """A client that returns ``bytes`` (RQ and the cache need raw values)."""
     return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=5, health_check_interval=30
+        url or settings.redis_url, socket_connect_timeout=5, health_check_interval=30
     )
 
 

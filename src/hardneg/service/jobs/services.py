@@ -37,6 +37,9 @@ class Services:
         """Build clients (lazily connected: nothing is sent to Redis here)."""
         keys = Keys(settings.redis_prefix)
         text, raw = text_client(settings), bytes_client(settings)
+        values = (
+            bytes_client(settings, settings.cache_redis_url) if settings.cache_redis_url else raw
+        )
         return cls(
             settings=settings,
             keys=keys,
@@ -44,10 +47,11 @@ class Services:
             raw=raw,
             jobs=JobStore(text, keys),
             corpora=CorpusStore(text, keys),
-            cache=RedisCache(raw, keys, settings.cache_ttl_seconds),
+            cache=RedisCache(values, raw, keys, settings.cache_ttl_seconds),
             queue=make_queue(settings, raw),
         )
 
     def close(self) -> None:
         self.text.close()
         self.raw.close()
+        self.cache.close()
