@@ -346,3 +346,23 @@ def test_metrics_in_prometheus_text_format(client: TestClient) -> None:
         and "hardneg_http_request_duration_seconds_bucket" in text
     )
     assert job_id not in text  # the route template, not the raw path, labels latency
+
+
+def test_jobs_list_filters_and_finished_jobs_can_be_deleted(client: TestClient) -> None:
+    corpus_id = upload_tiny(client)["id"]
+    ids = [
+        client.post(
+            "/v1/jobs/evaluate", json={"corpus_id": corpus_id, "params": {"k1": k1}}
+        ).json()["id"]
+        for k1 in (0.5, 0.6, 0.7)
+    ]
+    page = client.get("/v1/jobs", params={"kind": "evaluate", "limit": 2}).json()
+    assert page["total"] == 3 and [j["id"] for j in page["items"]] == ids[::-1][:2]
+    assert client.get("/v1/jobs", params={"kind": "corpus"}).json()["total"] == 0
+    assert client.get("/v1/jobs", params={"state": "bogus"}).status_code == 422
+    assert client.delete(f"/v1/jobs/{ids[0]}").status_code == 409  # still queued
+    client.post(f"/v1/jobs/{ids[0]}/cancel")
+    assert client.get("/v1/jobs", params={"state": "cancelled"}).json()["total"] == 1
+    assert client.delete(f"/v1/jobs/{ids[0]}").status_code == 204
+    assert client.get(f"/v1/jobs/{ids[0]}").status_code == 404
+    assert client.get("/v1/jobs").json()["total"] == 2

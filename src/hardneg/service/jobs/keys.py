@@ -10,6 +10,7 @@ from dataclasses import dataclass
 JOB_PREFIX = "job:"  # hash: one job record
 JOB_INDEX = "jobs"  # sorted set: job id -> creation time
 JOB_STATE_PREFIX = "jobs:state:"  # set per state: the job ids in that state
+JOB_KIND_PREFIX = "jobs:kind:"  # set per kind: the job ids of that kind
 LEASE_PREFIX = "lease:"  # string with TTL: "<attempt>" while a run of the job is alive
 CANCEL_PREFIX = "cancel:"  # string: time a cancel was requested
 DEDUPE_PREFIX = "dedupe:"  # string: dedupe key -> job id
@@ -38,6 +39,9 @@ class Keys:
 
     def job_state(self, state: str) -> str:
         return self._key(JOB_STATE_PREFIX, state)
+
+    def job_kind(self, kind: str) -> str:
+        return self._key(JOB_KIND_PREFIX, kind)
 
     def lease(self, job_id: str) -> str:
         return self._key(LEASE_PREFIX, job_id)

@@ -83,15 +83,17 @@ class JobStore:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[JobRecord], int]:
-        """Newest first; filtered by state and kind. Returns (page, total matching)."""
+        """Newest first; filtered by state and kind. Returns (page, total matching).
+
+        Only the ids are filtered (sets); only the page's records are read.
+        """
         ids = [str(i) for i in self.client.zrevrange(self.keys.job_index, 0, -1)]
-        if state is not None:
-            members = {str(m) for m in self.client.smembers(self.keys.job_state(state))}
-            ids = [i for i in ids if i in members]
-        records = [r for r in (self.get(i) for i in ids) if r is not None]
-        if kind is not None:
-            records = [r for r in records if r.kind == kind]
-        return records[offset : offset + limit], len(records)
+        for wanted, key in ((state, self.keys.job_state), (kind, self.keys.job_kind)):
+            if wanted is not None:
+                members = {str(m) for m in self.client.smembers(key(wanted))}
+                ids = [i for i in ids if i in members]
+        records = [r for r in (self.get(i) for i in ids[offset : offset + limit]) if r]
+        return records, len(ids)
 
     def ids_in_state(self, state: JobState) -> list[str]:
         return sorted(str(m) for m in self.client.smembers(self.keys.job_state(state)))
@@ -112,11 +114,26 @@ class JobStore:
 
     # ---- writing ----------------------------------------------------------------------------
 
-    def create(self, record: JobRecord) -> None:
-        pipe = self.client.pipeline()
+    def stage_create(self, pipe: redis.client.Pipeline, record: JobRecord) -> None:
+        """Queue the writes that create ``record`` (and index it) on ``pipe``."""
         pipe.hset(self.keys.job(record.id), mapping=record.to_hash())  # type: ignore[arg-type]
         pipe.zadd(self.keys.job_index, {record.id: record.created_at})
         pipe.sadd(self.keys.job_state(record.state), record.id)
+        pipe.sadd(self.keys.job_kind(record.kind), record.id)
+
+    def create(self, record: JobRecord) -> None:
+        pipe = self.client.pipeline()
+        self.stage_create(pipe, record)
+        pipe.execute()
+
+    def delete(self, record: JobRecord) -> None:
+        """Forget a finished job (its files are the caller's to remove)."""
+        pipe = self.client.pipeline()
+        pipe.delete(self.keys.job(record.id), self.keys.lease(record.id))
+        pipe.delete(self.keys.cancel(record.id))
+        pipe.zrem(self.keys.job_index, record.id)
+        pipe.srem(self.keys.job_state(record.state), record.id)
+        pipe.srem(self.keys.job_kind(record.kind), record.id)
         pipe.execute()
 
     def transition(

@@ -61,8 +61,7 @@ def submit(
         dedupe_key=key,
         max_attempts=services.settings.job_max_attempts,
     ).with_event("submitted")
-    keys, client = services.keys, services.text
-    pointer = keys.dedupe(key)
+    pointer, client = services.keys.dedupe(key), services.text
     while True:
         with client.pipeline() as pipe:
             try:
@@ -73,9 +72,7 @@ def submit(
                     return Submission(existing, created=False)
                 pipe.multi()
                 pipe.set(pointer, record.id)
-                pipe.hset(keys.job(record.id), mapping=record.to_hash())  # type: ignore[arg-type]
-                pipe.zadd(keys.job_index, {record.id: record.created_at})
-                pipe.sadd(keys.job_state(record.state), record.id)
+                services.jobs.stage_create(pipe, record)
                 pipe.execute()
                 break
             except redis.WatchError:

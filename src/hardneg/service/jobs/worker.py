@@ -112,7 +112,10 @@ def preload_pipelines() -> None:
     """Import every kind's pipeline once here, so forked work horses start warm."""
     started = time.perf_counter()
     for kind in KINDS.values():
-        kind.load()
+        try:
+            kind.load()
+        except ImportError:  # that kind's jobs will fail with the reason; the others still run
+            logger.exception("job kind %s cannot be loaded", kind.name)
     logger.info("pipelines loaded in %.1fs", time.perf_counter() - started)
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hardneg.service.api.deps import PrincipalDep, ServicesDep
 from hardneg.service.api.schemas import JobSubmit, JobView, Page, ResultsPage
-from hardneg.service.jobs.artifacts import read_page
+from hardneg.service.jobs.artifacts import discard, read_page
 from hardneg.service.jobs.paths import PathRefusedError, job_dir
 from hardneg.service.jobs.records import JobRecord, JobState
 from hardneg.service.jobs.recovery import recover
@@ -214,8 +214,8 @@ def _artifact_path(services: Services, record: JobRecord, name: str) -> Any:
         folder = job_dir(services.settings.home, record.id)
     except PathRefusedError:
         raise _error(404, f"no job {record.id!r}", "job_id") from None
-    path = folder / str(entry["path"])
-    if not path.is_file():
+    path = (folder / str(entry["path"])).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
         raise _error(410, f"artifact {name!r} is no longer on disk", "name")
     return path, str(entry["media_type"])
 
@@ -245,3 +245,14 @@ def download_artifact(job_id: str, name: str, services: ServicesDep, _: Principa
     record = _get(services, job_id)
     path, media = _artifact_path(services, record, name)
     return FileResponse(path, media_type=media, filename=name)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_job(job_id: str, services: ServicesDep, _: PrincipalDep) -> Response:
+    """Forget a finished job and delete its artifacts (cancel a running one first)."""
+    record = _get(services, job_id)
+    if not record.terminal:
+        raise _error(409, f"job is {record.state}; cancel it first", "job_id")
+    services.jobs.delete(record)
+    discard(job_dir(services.settings.home, record.id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
