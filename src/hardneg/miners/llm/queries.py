@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -226,7 +226,7 @@ def write_generated_queries(
     folder: Path,
     result: QueryGeneration,
     corpus_folder: Path,
-    meta: dict[str, object],
+    meta: Mapping[str, object],
     split: str = "train",
 ) -> Path:
     """Write a BEIR folder (corpus, queries.jsonl, qrels/<split>.tsv, generation.json) atomically.
@@ -252,7 +252,7 @@ def write_generated_queries(
             for query in result.queries:
                 for doc_id in query.doc_ids:
                     handle.write(f"{query.query_id}\t{doc_id}\t1\n")
-        summary = meta | {
+        summary = dict(meta) | {
             "passages": result.passages,
             "queries": len(result.queries),
             "report": result.report.to_json(),

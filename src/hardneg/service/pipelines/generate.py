@@ -1,0 +1,174 @@
+"""The ``generate-queries`` job: LLM queries for a corpus's passages, round-trip filtered, written
+as a BEIR folder (corpus, queries.jsonl, qrels/train.tsv, generation.json) that ``mine`` and the
+trainers take as is."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
+from hardneg.core.bm25 import BM25Index, BM25Params
+from hardneg.core.cache import Cache
+from hardneg.core.dense import DenseIndex
+from hardneg.core.encoders import load_encoder
+from hardneg.core.progress import Progress, no_progress
+from hardneg.core.workspace import Workspace
+from hardneg.miners.disk_cache import DiskCache
+from hardneg.miners.llm.backends import BackendConfig, open_client
+from hardneg.miners.llm.client import SamplingParams
+from hardneg.miners.llm.prompts import query_template
+from hardneg.miners.llm.queries import (
+    QueryGenConfig,
+    TextRetriever,
+    bm25_retriever,
+    dense_retriever,
+    generate_queries,
+    write_generated_queries,
+)
+from hardneg.service.pipelines.data import resolve_dataset
+from hardneg.service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RoundTrip = Literal["bm25", "dense"]
+SUMMARY_FILE = "generation.json"
+
+
+@dataclass(frozen=True)
+class GenerateQueriesRequest:
+    data: str  # a BEIR folder, or a BEIR dataset name
+    llm: BackendConfig = field(default_factory=BackendConfig)
+    per_passage: int = 3
+    max_passages: int | None = 100  # None: every passage
+    seed: int = 0  # which passages (a seeded sample) and the first sampling seed
+    round_trip: RoundTrip = "bm25"
+    round_trip_k: int = 10
+    encoder: str | None = None  # bi-encoder of the dense round trip (default: settings.model)
+    prompt_file: Path | None = None
+    temperature: float = 0.8
+    max_tokens: int = 48
+    max_passage_chars: int = 1500
+    skip_failures: bool = False
+    use_cache: bool = True
+
+
+@dataclass(frozen=True)
+class GenerateQueriesResult:
+    output: Path
+    passages: int
+    queries: int
+    report: dict[str, object]
+    generation: dict[str, object]
+    seconds: dict[str, float]
+
+
+def sample_positions(corpus_size: int, max_passages: int | None, seed: int) -> list[int]:
+    """All rows, or a seeded sample of ``max_passages`` of them (in corpus order)."""
+    if max_passages is not None and max_passages <= 0:
+        raise ValueError(f"max_passages must be positive, got {max_passages}")
+    if max_passages is None or max_passages >= corpus_size:
+        return list(range(corpus_size))
+    return sorted(random.Random(seed).sample(range(corpus_size), max_passages))
+
+
+def check_output(output: Path) -> None:
+    """Refuse to replace anything but an earlier generate-queries output."""
+    if output.is_file():
+        raise FileExistsError(f"output {output} is a file; give a folder path")
+    if output.is_dir() and any(output.iterdir()) and not (output / SUMMARY_FILE).is_file():
+        raise FileExistsError(
+            f"output folder {output} is not empty and holds no {SUMMARY_FILE}; "
+            "choose a new or empty folder"
+        )
+
+
+def make_retriever(
+    request: GenerateQueriesRequest,
+    corpus: Corpus,
+    workspace: Workspace,
+    settings: Settings,
+    progress: Progress,
+) -> TextRetriever:
+    if request.round_trip == "bm25":
+        params = BM25Params()
+        folder = workspace.bm25_dir(corpus.fingerprint, params)
+        return bm25_retriever(BM25Index.load_or_build(folder, corpus, params, progress))
+    model = load_encoder(request.encoder or settings.model, settings.device)
+    vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
+    return dense_retriever(DenseIndex.build(vectors, corpus.ids), model)
+
+
+def query_config(request: GenerateQueriesRequest) -> QueryGenConfig:
+    sampling = SamplingParams(
+        max_tokens=request.max_tokens, temperature=request.temperature, seed=request.seed
+    )
+    return QueryGenConfig(
+        per_passage=request.per_passage,
+        round_trip_k=request.round_trip_k,
+        sampling=sampling,
+        max_passage_chars=request.max_passage_chars,
+        skip_failures=request.skip_failures,
+    )
+
+
+def run_generate_queries(
+    request: GenerateQueriesRequest,
+    settings: Settings,
+    output: Path,
+    progress: Progress = no_progress,
+    cache: Cache | None = None,
+) -> GenerateQueriesResult:
+    """Generate and filter queries, then write ``output`` whole (or not at all).
+
+    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
+    """
+    check_output(output)
+    template = query_template(request.prompt_file)  # fail on a bad prompt before any work
+    config = query_config(request)
+    workspace = Workspace(settings.home)
+    if cache is None and request.use_cache:
+        cache = DiskCache(workspace.root / "cache")
+    started = time.perf_counter()
+    folder = resolve_dataset(
+        request.data, workspace, settings.beir_base_url, settings.data_dirs, progress
+    )
+    corpus = load_corpus(find_corpus_file(folder))
+    positions = sample_positions(len(corpus), request.max_passages, request.seed)
+    retriever = make_retriever(request, corpus, workspace, settings, progress)
+    prepared = time.perf_counter()
+    with open_client(request.llm) as client:
+        result = generate_queries(
+            client, corpus, positions, retriever, config, cache, template, progress
+        )
+        fingerprint = client.fingerprint
+    generated = time.perf_counter()
+    meta = {
+        "data": request.data,
+        "corpus_fingerprint": corpus.fingerprint,
+        "llm": request.llm.describe() | {"fingerprint": fingerprint},
+        "prompt": {"name": template.name, "version": template.version},
+        "config": asdict(config),
+        "round_trip": request.round_trip,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_generated_queries(output, result, folder, meta)
+    seconds = {
+        "prepare": prepared - started,
+        "generate": generated - prepared,
+        "write": time.perf_counter() - generated,
+    }
+    logger.info("%d queries from %d passages into %s", len(result.queries), len(positions), output)
+    return GenerateQueriesResult(
+        output,
+        len(positions),
+        len(result.queries),
+        result.report.to_json(),
+        result.stats.to_json(),
+        seconds,
+    )
