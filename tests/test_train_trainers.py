@@ -140,7 +140,7 @@ def test_reranker_trains_a_loadable_cross_encoder(setup: dict[str, Path]) -> Non
     assert len(scores) == 2
 
 
-class Killed(Exception):
+class KilledError(Exception):
     """Stands in for a kill: raised by the progress callback after a checkpoint."""
 
 
@@ -157,9 +157,9 @@ def test_resume_after_interruption_equals_uninterrupted(setup: dict[str, Path]) 
 
     def kill_after_two(done: int, total: int, stage: str) -> None:
         if stage.startswith("training") and done == 2:
-            raise Killed
+            raise KilledError
 
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         train_star(resumed, workspace, kill_after_two)
     output = resumed.train.output_dir
     assert [step for step, _ in list_checkpoints(output)] == [2]
