@@ -313,3 +313,23 @@ def test_records_and_artifacts_survive_restarts(stack: Stack, corpus_id: str) ->
         stack.client.post("/v1/jobs/evaluate", json=body).json()["id"], {"succeeded"}
     )
     assert fresh["stats"]["num_queries"] == 3
+
+
+def test_generate_job_makes_a_new_corpus_with_queries(stack: Stack, corpus_id: str) -> None:
+    """SmolLM2 in-process (llama.cpp) writes queries; a new corpus gets them as train qrels."""
+    params = {"max_passages": 2, "per_passage": 1, "max_tokens": 24, "round_trip_k": 5}
+    submitted = stack.client.post(
+        "/v1/jobs/generate", json={"corpus_id": corpus_id, "params": params}
+    )
+    assert submitted.status_code == 202, submitted.text
+    job = stack.wait_job(submitted.json()["id"], {"succeeded", "failed"}, timeout=240)
+    assert job["state"] == "succeeded", job
+    new = stack.client.get(f"/v1/corpora/{job['stats']['corpus_id']}").json()
+    assert new["source"] == "generated" and new["state"] == "ready"
+    assert new["documents"] == 5 and new["queries"] == job["stats"]["queries"] >= 1
+    assert new["splits"] == {"train": new["queries"]}
+    page = stack.client.get(f"/v1/jobs/{job['id']}/results").json()
+    assert page["total"] == new["queries"]
+    assert all(row["text"] and row["metadata"]["source"] for row in page["items"])
+    assert stack.client.delete(f"/v1/corpora/{new['id']}").status_code == 204
+    assert not (stack.home / "corpora" / new["id"]).exists()

@@ -6,7 +6,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hardneg.service.jobs.corpora import CorpusRecord, CorpusSource
+from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource
 from hardneg.service.jobs.records import JobRecord, JobState
 
 T = TypeVar("T")
@@ -128,9 +128,6 @@ class CorpusView(BaseModel):
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
-
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$"
 
 
 class RegisterBeir(BaseModel):

@@ -21,9 +21,10 @@ import redis
 from hardneg.core.beir import SPLITS
 from hardneg.service.jobs.keys import Keys
 
-CorpusSource = Literal["upload", "beir", "path"]
+CorpusSource = Literal["upload", "beir", "path", "generated"]
 CorpusState = Literal["pending", "ready", "failed"]
 _CHUNK = 1 << 20
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._ +-]{0,127}$"  # a corpus's display name
 
 
 def new_corpus_id() -> str:
@@ -83,6 +84,11 @@ class CorpusRecord:
     @property
     def path(self) -> Path:
         return Path(self.folder)
+
+    @property
+    def owns_files(self) -> bool:
+        """Uploaded and generated corpora live in the data directory; deleting them frees it."""
+        return self.source in ("upload", "generated")
 
     @property
     def writable(self) -> bool:

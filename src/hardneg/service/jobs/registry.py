@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from hardneg.service.jobs.context import JobContext, JobOutcome
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
 from hardneg.service.jobs.kinds.evaluate import EvaluateParams
+from hardneg.service.jobs.kinds.generate import GenerateParams
 from hardneg.service.settings import Settings
 
 RunFunction = Callable[[Any, JobContext], JobOutcome]
@@ -57,6 +58,14 @@ KINDS: dict[str, JobKind] = {
             params=EvaluateParams,
             run="hardneg.service.jobs.kinds.evaluate:run",
             description="Evaluate BM25 or a dense model on one split of the corpus.",
+        ),
+        JobKind(
+            name="generate",
+            params=GenerateParams,
+            run="hardneg.service.jobs.kinds.generate:run",
+            description="Write queries for sampled passages with the server's LLM, keep those "
+            "whose passage a retriever finds again (round trip), and register the result as a "
+            "new corpus (stats.corpus_id) with qrels/train.tsv.",
         ),
         JobKind(
             name="corpus",

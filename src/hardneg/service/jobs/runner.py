@@ -108,6 +108,7 @@ def run_attempt(services: Services, job_id: str, attempt: int) -> str:
         logger.info("job %s attempt %d is not queued any more: skipped", job_id, attempt)
         return "skipped"
     folder = job_dir(settings.home, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
     if remove_temp_files(folder):
         logger.info("job %s: removed leftovers of an earlier attempt", job_id)
     kind = KINDS[record.kind]

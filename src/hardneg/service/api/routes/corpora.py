@@ -14,9 +14,9 @@ from hardneg.core.beir import DataError
 from hardneg.core.download import validate_dataset_name
 from hardneg.service.api import corpus_files, uploads
 from hardneg.service.api.deps import PrincipalDep, ServicesDep
-from hardneg.service.api.schemas import NAME_PATTERN, CorpusView, Page, RegisterBeir, RegisterPath
+from hardneg.service.api.schemas import CorpusView, Page, RegisterBeir, RegisterPath
 from hardneg.service.api.security import Principal
-from hardneg.service.jobs.corpora import CorpusRecord, CorpusSource, new_corpus_id
+from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource, new_corpus_id
 from hardneg.service.jobs.paths import PathRefusedError, confine
 from hardneg.service.jobs.registry import KINDS
 from hardneg.service.jobs.services import Services
@@ -187,10 +187,11 @@ def get_corpus(corpus_id: str, services: ServicesDep, _: PrincipalDep) -> Corpus
 
 @router.delete("/{corpus_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_corpus(corpus_id: str, services: ServicesDep, _: PrincipalDep) -> Response:
-    """Forget a corpus; an uploaded corpus's files are deleted, registered folders are kept."""
+    """Forget a corpus; uploaded and generated corpora's files are deleted, registered folders
+    are kept."""
     record = _get(services, corpus_id)
     services.corpora.delete(record)
-    if record.source == "upload":
+    if record.owns_files:
         shutil.rmtree(record.path, ignore_errors=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
