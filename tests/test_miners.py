@@ -23,7 +23,7 @@ from hardneg.miners.job import MiningJob
 from hardneg.miners.stats import false_negative_fraction
 from tests.conftest import write_beir
 
-DOCS = [
+DOCS: list[dict[str, object]] = [
     {"_id": "wolf1", "title": "Wolves", "text": "Grey wolves hunt deer and elk in packs."},
     {"_id": "wolf2", "title": "Wolf diet", "text": "Wolves eat deer, elk and moose."},
     {"_id": "wolf3", "title": "Wolf packs", "text": "Wolves live in family packs of six."},
@@ -41,7 +41,7 @@ DOCS = [
     {"_id": "quake", "title": "Earthquakes", "text": "Faults slip and the ground shakes."},
     {"_id": "rain", "title": "Rain", "text": "Rain falls when clouds cool and water condenses."},
 ]
-QUERIES = [
+QUERIES: list[dict[str, object]] = [
     {"_id": "q1", "text": "what do wolves eat"},
     {"_id": "q2", "text": "how do plants make sugar from sunlight"},
     {"_id": "q3", "text": "what comes out of a volcano"},
@@ -197,7 +197,10 @@ def test_dense_cache_misses_when_the_model_or_corpus_changes(
     assert np.abs(first.scores - second.scores).max() > 1e-3
     assert len(list((workspace.root / "embeddings").rglob("*.npy"))) == 2
 
-    more_docs = [*DOCS, {"_id": "new", "title": "Wolves", "text": "Wolves eat deer."}]
+    more_docs: list[dict[str, object]] = [
+        *DOCS,
+        {"_id": "new", "title": "W", "text": "Wolves eat deer."},
+    ]
     folder = write_beir(tmp_path / "bigger", more_docs, QUERIES, QRELS, "train")
     bigger = load_split(folder, "train")
     third, hit = dense_candidates(bigger, minilm, workspace, 8, cache=cache)

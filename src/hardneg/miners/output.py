@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.negatives import MinedQuery, write_mined
+from hardneg.core.progress import Progress, no_progress
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +169,12 @@ def write_outputs(
     num_negatives: int,
     layouts: Sequence[Layout] = LAYOUTS,
     formats: Sequence[Format] = FORMATS,
+    progress: Progress = no_progress,
 ) -> Exports:
     """Write the mined file and every (layout, format) pair into ``folder``."""
+    total = 1 + len(layouts) * len(formats)
     mined = write_mined(folder / MINED_FILE, rows, meta).path
+    progress(1, total, "writing outputs")
     files: dict[str, Path] = {}
     counts: dict[str, int] = {}
     left_out: dict[str, int] = {}
@@ -186,4 +190,5 @@ def write_outputs(
             else:
                 write_parquet(path, out_rows, _schema(layout, num_negatives), meta)
             files[f"{layout}.{fmt}"] = path
+            progress(1 + len(files), total, "writing outputs")
     return Exports(mined, files, counts, left_out)

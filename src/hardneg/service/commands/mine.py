@@ -1,0 +1,132 @@
+"""``hardneg mine``: hard negatives for a BEIR split, in-process, with progress bars."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hardneg.core.beir import DataError
+from hardneg.core.bm25 import BM25Params
+from hardneg.core.dense import DenseIndexConfig, IndexKind
+from hardneg.core.download import DownloadError
+from hardneg.miners.filters import FilterConfig, Sampling
+from hardneg.miners.output import FORMATS, LAYOUTS, Format, Layout
+from hardneg.service.pipelines.mine import METHODS, MineRequest, MineResult, run_mining
+from hardneg.service.progress import ProgressBars
+from hardneg.service.settings import Settings
+
+logger = logging.getLogger(__name__)
+console = Console()
+
+
+def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if not values:
+        return allowed
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise typer.BadParameter(f"{unknown} not in {list(allowed)}", param_hint=name)
+    return tuple(dict.fromkeys(values))
+
+
+def summary_table(result: MineResult) -> Table:
+    stats = result.stats
+    queries = cast(dict[str, object], stats["queries"])
+    table = Table(title=f"mined with {stats['method']}", show_header=False)
+    table.add_row("queries", str(queries["num_queries"]))
+    table.add_row("with all negatives", str(queries["queries_full"]))
+    table.add_row("short of negatives", str(queries["queries_short"]))
+    table.add_row("skipped (reason: count)", str(queries["queries_skipped"] or "none"))
+    table.add_row("negatives", str(stats["negatives"]))
+    table.add_row("false-negative fraction", f"{stats['false_negative_fraction']:.4f}")
+    table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
+    table.add_row("output", str(result.output))
+    return table
+
+
+def mine(
+    data: Annotated[str, typer.Option(help="BEIR folder, or a BEIR dataset name to download")],
+    output: Annotated[Path, typer.Option(help="output folder (created or replaced whole)")],
+    split: Annotated[str, typer.Option(help="qrels split whose queries get negatives")] = "train",
+    method: Annotated[str, typer.Option(help="bm25, dense, cross-encoder (or llm)")] = "bm25",
+    model: Annotated[str | None, typer.Option(help="bi-encoder id or path (dense)")] = None,
+    cross_encoder: Annotated[
+        str | None, typer.Option(help="cross-encoder id or path (cross-encoder)")
+    ] = None,
+    num_negatives: Annotated[int, typer.Option(help="negatives per query")] = 3,
+    range_min: Annotated[int, typer.Option(help="skip this many best candidates")] = 0,
+    range_max: Annotated[int | None, typer.Option(help="consider this many candidates")] = None,
+    max_score: Annotated[float | None, typer.Option(help="drop candidates above")] = None,
+    min_score: Annotated[float | None, typer.Option(help="drop candidates below")] = None,
+    absolute_margin: Annotated[
+        float | None, typer.Option(help="drop if score + margin > lowest positive score")
+    ] = None,
+    relative_margin: Annotated[
+        float | None, typer.Option(help="drop if score > p - |p| * margin (p: lowest positive)")
+    ] = None,
+    sampling: Annotated[str, typer.Option(help="top or random")] = "top",
+    seed: Annotated[int, typer.Option(help="seed for random sampling")] = 0,
+    min_negatives: Annotated[int, typer.Option(help="skip queries with fewer negatives")] = 1,
+    pool_depth: Annotated[int, typer.Option(help="cross-encoder: top-N per retriever")] = 30,
+    denoise_margin: Annotated[
+        float, typer.Option(help="cross-encoder: drop candidates within this of a positive")
+    ] = 0.0,
+    denoise: Annotated[bool, typer.Option(help="cross-encoder: drop positive-like")] = True,
+    index: Annotated[IndexKind, typer.Option(help="FAISS index kind (dense)")] = "flat",
+    k1: Annotated[float, typer.Option(help="BM25 k1")] = BM25Params.k1,
+    b: Annotated[float, typer.Option(help="BM25 b")] = BM25Params.b,
+    batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
+    layout: Annotated[list[str] | None, typer.Option(help=f"one of {list(LAYOUTS)}")] = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help=f"{list(FORMATS)}")] = None,
+    cache: Annotated[bool, typer.Option(help="reuse cached candidate lists")] = True,
+    home: Annotated[
+        Path | None, typer.Option(help="data directory (default $HARDNEG_HOME)")
+    ] = None,
+) -> None:
+    """Mine hard negatives for a BEIR split and write them (plus stats) to OUTPUT."""
+    if method not in METHODS:
+        raise typer.BadParameter(f"choose one of {sorted(METHODS)}", param_hint="--method")
+    settings = Settings(home=home) if home else Settings()
+    try:
+        filters = FilterConfig(
+            num_negatives=num_negatives,
+            range_min=range_min,
+            range_max=range_max,
+            max_score=max_score,
+            min_score=min_score,
+            absolute_margin=absolute_margin,
+            relative_margin=relative_margin,
+            sampling=cast(Sampling, sampling),
+            seed=seed,
+            min_negatives=min_negatives,
+        )
+        request = MineRequest(
+            data=data,
+            split=split,
+            method=method,
+            model=model,
+            cross_encoder=cross_encoder,
+            filters=filters,
+            bm25=BM25Params(k1=k1, b=b),
+            index=DenseIndexConfig(kind=index),
+            batch_size=batch_size,
+            pool_depth=pool_depth,
+            denoise_margin=denoise_margin if denoise else None,
+            layouts=cast(tuple[Layout, ...], _choices(layout, LAYOUTS, "--layout")),
+            formats=cast(tuple[Format, ...], _choices(fmt, FORMATS, "--format")),
+            use_cache=cache,
+        )
+        with ProgressBars(console) as progress:
+            result = run_mining(request, settings, output, progress)
+    except (DataError, DownloadError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    console.print(summary_table(result))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine")(mine)
