@@ -10,13 +10,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,91 +23,29 @@ import pytest
 from hardneg.core.beir import find_corpus_file, load_corpus
 from tests.conftest import TINY_DOCS, TINY_QUERIES, write_beir
 from tests.test_service_support import (
-    API_KEY,
-    BeirMirror,
-    Processes,
+    Stack,
     alive,
     corpus_files_left,
     jsonl,
-    purge,
     qrels_tsv,
-    service_env,
-    unique_prefix,
+    running_stack,
     wait_for,
 )
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LEASE = 1.5
-
-
-@dataclass
-class Stack:
-    processes: Processes
-    client: httpx.Client
-    mirror: BeirMirror
-    home: Path
-    worker: subprocess.Popen[bytes] | None = None
-
-    def ensure_worker(self) -> subprocess.Popen[bytes]:
-        if self.worker is None or self.worker.poll() is not None:
-            self.worker = self.processes.worker()
-        wait_for(lambda: self.client.get("/readyz").status_code == 200, 90, "a ready worker")
-        return self.worker
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        response = self.client.get(f"/v1/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def wait_job(self, job_id: str, states: set[str], timeout: float = 90) -> dict[str, Any]:
-        def reached() -> dict[str, Any] | None:
-            record = self.job(job_id)
-            return record if record["state"] in states else None
-
-        try:
-            return wait_for(reached, timeout, f"job {job_id} to reach {states}")  # type: ignore[return-value]
-        except AssertionError:
-            raise AssertionError(f"{self.job(job_id)}\n{self.processes.log_text()}") from None
-
-    def metric(self, name: str, labels: str = "") -> float:
-        text = self.client.get("/metrics").text
-        match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, flags=re.M)
-        return float(match.group(1)) if match else 0.0
-
-    def kill_run(self, record: dict[str, Any]) -> None:
-        """SIGKILL the worker and its work horse: the machine running the job is gone."""
-        assert self.worker is not None
-        self.worker.send_signal(signal.SIGKILL)
-        os.kill(int(record["pid"]), signal.SIGKILL)
-        self.worker.wait()
-        wait_for(lambda: not alive(int(record["pid"])), 10, "the work horse to die")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("service")
-    prefix = unique_prefix()
-    with BeirMirror() as mirror:
-        env = service_env(
-            prefix,
-            root / "home",
-            HARDNEG_BEIR_BASE_URL=mirror.url,
-            HARDNEG_JOB_LEASE_SECONDS=str(LEASE),
-            HARDNEG_REAP_INTERVAL_SECONDS="0.5",
-            HARDNEG_WORKER_HEARTBEAT_SECONDS="0.5",
-            HARDNEG_CANCEL_GRACE_SECONDS="1.5",
-            HARDNEG_JOB_MAX_ATTEMPTS="2",
-        )
-        processes = Processes(env, root / "logs")
-        try:
-            processes.serve()
-            with httpx.Client(base_url=processes.base_url, headers=AUTH, timeout=30) as client:
-                built = Stack(processes, client, mirror, root / "home")
-                built.ensure_worker()
-                yield built
-        finally:
-            processes.stop_all()
-            purge(prefix)
+    with running_stack(
+        tmp_path_factory.mktemp("service"),
+        HARDNEG_JOB_LEASE_SECONDS=str(LEASE),
+        HARDNEG_REAP_INTERVAL_SECONDS="0.5",
+        HARDNEG_WORKER_HEARTBEAT_SECONDS="0.5",
+        HARDNEG_CANCEL_GRACE_SECONDS="1.5",
+        HARDNEG_JOB_MAX_ATTEMPTS="2",
+    ) as built:
+        yield built
 
 
 @pytest.fixture(scope="module")
@@ -313,23 +247,3 @@ def test_records_and_artifacts_survive_restarts(stack: Stack, corpus_id: str) ->
         stack.client.post("/v1/jobs/evaluate", json=body).json()["id"], {"succeeded"}
     )
     assert fresh["stats"]["num_queries"] == 3
-
-
-def test_generate_job_makes_a_new_corpus_with_queries(stack: Stack, corpus_id: str) -> None:
-    """SmolLM2 in-process (llama.cpp) writes queries; a new corpus gets them as train qrels."""
-    params = {"max_passages": 2, "per_passage": 1, "max_tokens": 24, "round_trip_k": 5}
-    submitted = stack.client.post(
-        "/v1/jobs/generate", json={"corpus_id": corpus_id, "params": params}
-    )
-    assert submitted.status_code == 202, submitted.text
-    job = stack.wait_job(submitted.json()["id"], {"succeeded", "failed"}, timeout=240)
-    assert job["state"] == "succeeded", job
-    new = stack.client.get(f"/v1/corpora/{job['stats']['corpus_id']}").json()
-    assert new["source"] == "generated" and new["state"] == "ready"
-    assert new["documents"] == 5 and new["queries"] == job["stats"]["queries"] >= 1
-    assert new["splits"] == {"train": new["queries"]}
-    page = stack.client.get(f"/v1/jobs/{job['id']}/results").json()
-    assert page["total"] == new["queries"]
-    assert all(row["text"] and row["metadata"]["source"] for row in page["items"])
-    assert stack.client.delete(f"/v1/corpora/{new['id']}").status_code == 204
-    assert not (stack.home / "corpora" / new["id"]).exists()

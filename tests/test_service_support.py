@@ -6,10 +6,12 @@ Redis database, and deletes exactly those keys afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -31,6 +34,7 @@ from tests.conftest import TINY_DOCS, TINY_QRELS, TINY_QUERIES
 REDIS_DB = 9
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 API_KEY = "test-key-" + uuid.uuid4().hex
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LAUNCHER = (
     "import typer\n"
     "from hardneg.service.commands import serve, worker\n"
@@ -168,6 +172,69 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+@dataclass
+class Stack:
+    """A running API and worker, a client with the key, and the BEIR mirror they download from."""
+
+    processes: Processes
+    client: httpx.Client
+    mirror: BeirMirror
+    home: Path
+    worker: subprocess.Popen[bytes] | None = None
+
+    def ensure_worker(self) -> subprocess.Popen[bytes]:
+        if self.worker is None or self.worker.poll() is not None:
+            self.worker = self.processes.worker()
+        wait_for(lambda: self.client.get("/readyz").status_code == 200, 90, "a ready worker")
+        return self.worker
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait_job(self, job_id: str, states: set[str], timeout: float = 90) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            record = self.job(job_id)
+            return record if record["state"] in states else None
+
+        try:
+            return wait_for(reached, timeout, f"job {job_id} to reach {states}")  # type: ignore[return-value]
+        except AssertionError:
+            raise AssertionError(f"{self.job(job_id)}\n{self.processes.log_text()}") from None
+
+    def metric(self, name: str, labels: str = "") -> float:
+        text = self.client.get("/metrics").text
+        match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, flags=re.M)
+        return float(match.group(1)) if match else 0.0
+
+    def kill_run(self, record: dict[str, Any]) -> None:
+        """SIGKILL the worker and its work horse: the machine running the job is gone."""
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGKILL)
+        os.kill(int(record["pid"]), signal.SIGKILL)
+        self.worker.wait()
+        wait_for(lambda: not alive(int(record["pid"])), 10, "the work horse to die")
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, **settings: str) -> Iterator[Stack]:
+    """``hardneg serve`` + one ``hardneg worker`` on their own Redis namespace and data folder."""
+    prefix = unique_prefix()
+    with BeirMirror() as mirror:
+        env = service_env(prefix, root / "home", HARDNEG_BEIR_BASE_URL=mirror.url, **settings)
+        processes = Processes(env, root / "logs")
+        try:
+            processes.serve()
+            with httpx.Client(base_url=processes.base_url, headers=AUTH, timeout=30) as client:
+                built = Stack(processes, client, mirror, root / "home")
+                built.ensure_worker()
+                yield built
+        finally:
+            processes.stop_all()
+            purge(prefix)
 
 
 # ---- a BEIR mirror on loopback: real HTTP, real zips, controllable speed ---------------------

@@ -24,6 +24,7 @@ MEDIA_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".gz": "application/gzip",
     ".tsv": "text/tab-separated-values",
+    ".png": "image/png",
 }
 TEMP_SUFFIXES = (".tmp", ".part")
 

@@ -19,6 +19,7 @@ from hardneg.service.jobs.context import JobContext, JobOutcome
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
 from hardneg.service.jobs.kinds.evaluate import EvaluateParams
 from hardneg.service.jobs.kinds.generate import GenerateParams
+from hardneg.service.jobs.kinds.mine import MineParams
 from hardneg.service.settings import Settings
 
 RunFunction = Callable[[Any, JobContext], JobOutcome]
@@ -58,6 +59,14 @@ KINDS: dict[str, JobKind] = {
             params=EvaluateParams,
             run="hardneg.service.jobs.kinds.evaluate:run",
             description="Evaluate BM25 or a dense model on one split of the corpus.",
+        ),
+        JobKind(
+            name="mine",
+            params=MineParams,
+            run="hardneg.service.jobs.kinds.mine:run",
+            description="Mine hard negatives (bm25, dense, cross-encoder or llm) for one split, "
+            "filtered against false negatives; mined.jsonl is paged by /results and every "
+            "sentence-transformers layout is downloadable as JSONL and Parquet.",
         ),
         JobKind(
             name="generate",
