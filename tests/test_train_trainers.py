@@ -15,7 +15,7 @@ from hardneg.core.negatives import MinedQuery, write_mined
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.adore import train_adore
 from hardneg.trainers.baseline import train_baseline
-from hardneg.trainers.checkpoint import list_checkpoints
+from hardneg.trainers.checkpoint import list_checkpoints, load_checkpoint
 from hardneg.trainers.config import TrainingConfig, config_from_mapping
 from hardneg.trainers.output import DUAL_FILE, TRAINING_FILE, load_dual_encoder
 from hardneg.trainers.reranker import train_reranker
@@ -173,3 +173,29 @@ def test_resume_after_interruption_equals_uninterrupted(setup: dict[str, Path]) 
     assert train_losses(straight.train.output_dir) == pytest.approx(train_losses(output))
     # a finished run is not trained again
     assert train_star(resumed, workspace)["resumed_from"] == 2
+
+
+def test_eval_steps_on_dev_keep_the_best_checkpoint(setup: dict[str, Path]) -> None:
+    write_beir(setup["data"], split="dev")  # the tiny folder now has a dev split too
+    config = make_config(
+        setup,
+        "best",
+        max_steps=2,
+        eval_steps=1,
+        eval_corpus_size=4,
+        keep_checkpoints=True,
+        save_steps=1,
+    )
+    info = train_star(config, Workspace(setup["root"] / "ws"))
+    output = config.train.output_dir
+    history = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    evals = [(e["phase"], e["split"], e["corpus_size"]) for e in history if e["event"] == "eval"]
+    assert evals == [("before", "test", "full"), ("step", "dev", 4), ("after", "test", "full")]
+    assert info["best_step"] == 1  # the only dev evaluation (step 2 is the end of training)
+    from sentence_transformers import SentenceTransformer
+
+    final = SentenceTransformer(str(output), device="cpu").state_dict()
+    best = torch.load(output / "checkpoints" / "best.pt")
+    last = load_checkpoint(output / "checkpoints" / "checkpoint-00000002")[1]["weights"]
+    assert all(torch.equal(final[k], best[k]) for k in best)
+    assert changed(best, last)
