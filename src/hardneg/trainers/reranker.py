@@ -59,17 +59,18 @@ def make_loss(
     return compute
 
 
-def load_base_cross_encoder(config: TrainingConfig, device: str) -> CrossEncoder:
+def load_base_cross_encoder(config: TrainingConfig, ctx: DistContext) -> CrossEncoder:
     """A one-logit cross-encoder from a base model; the fresh head is seeded by the config."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    torch.manual_seed(config.train.seed)  # same head on every rank
+    torch.manual_seed(config.train.seed)  # the same new head on every rank
     model = CrossEncoder(
         resolve_model(config.model.model),
         num_labels=1,
         max_length=config.model.max_doc_length,
-        device=device,
+        device=ctx.device,
     )
+    torch.manual_seed(config.train.seed + ctx.rank)  # then each rank its own dropout stream
     if config.model.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     return model
@@ -92,7 +93,7 @@ def train_reranker(
         config.data.negatives_per_query,
         config.train.seed,
     )
-    model = load_base_cross_encoder(config, ctx.device)
+    model = load_base_cross_encoder(config, ctx)
     evaluator = None
     if config.eval.data is not None:
         evaluator = RerankEvaluator(
