@@ -36,7 +36,8 @@ QUESTION = (ChatMessage("user", "Name one animal."),)
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[LlamaCppClient]:
-    yield LlamaCppClient(LlamaCppConfig(n_ctx=1024, n_threads=1))
+    with LlamaCppClient(LlamaCppConfig(n_ctx=1024, n_threads=1)) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +74,11 @@ def test_complete_is_deterministic_per_seed(client: LlamaCppClient) -> None:
 
 
 def test_prompt_longer_than_the_context_is_an_llm_error() -> None:
-    small = LlamaCppClient(LlamaCppConfig(n_ctx=64, n_threads=1))
     long = (ChatMessage("user", "wolves hunt in packs " * 60),)
-    with pytest.raises(LLMError, match="generation failed"):
-        small.complete(long, SamplingParams(max_tokens=4))
-    (result,) = small.complete_many([LLMRequest(long, SamplingParams(max_tokens=4))])
+    with LlamaCppClient(LlamaCppConfig(n_ctx=64, n_threads=1)) as small:
+        with pytest.raises(LLMError, match="generation failed"):
+            small.complete(long, SamplingParams(max_tokens=4))
+        (result,) = small.complete_many([LLMRequest(long, SamplingParams(max_tokens=4))])
     assert isinstance(result, LLMError)
 
 
@@ -124,7 +125,7 @@ def test_negative_generation_in_process(client: LlamaCppClient, tmp_path: Path) 
             ("Plants turn sunlight, water and CO2 into sugar.",),
         ),
     ]
-    config = NegativeGenConfig(per_query=2, sampling=SamplingParams(max_tokens=60, temperature=0.8))
+    config = NegativeGenConfig(per_query=1, sampling=SamplingParams(max_tokens=48, temperature=0.8))
     result = generate_negatives(
         client,
         items,
@@ -133,7 +134,7 @@ def test_negative_generation_in_process(client: LlamaCppClient, tmp_path: Path) 
         config,
         DiskCache(tmp_path / "cache"),
     )
-    assert result.report.total == 4 and result.stats.generated == 4
+    assert result.report.total == 2 and result.stats.generated == 2
     assert result.report.kept == sum(len(row.negatives) for row in result.rows)
     assert {row.query_id for row in result.rows} | set(result.skipped_queries) == {"q1", "q2"}
     for row in result.rows:

@@ -13,6 +13,7 @@ from hardneg.miners.llm.parsing import (
     generated_id,
     is_repetitive,
     normalize,
+    shares_run,
     token_jaccard,
 )
 
@@ -37,7 +38,8 @@ PASSAGE = "Grey wolves hunt in packs across the northern forests of Canada and A
         ("- 'how big is a wolf pack'", "how big is a wolf pack"),
         ("```\nhow big is a wolf pack\n```", "how big is a wolf pack"),
         (
-            "Here's a potential question about wolves: \n\nWhat are the most common habitats of wolves",
+            "Here's a potential question about wolves: \n\n"
+            "What are the most common habitats of wolves",
             "What are the most common habitats of wolves",
         ),
         ("Sure! Here is a query.\nwolf pack size in Alaska", "wolf pack size in Alaska"),
@@ -55,6 +57,15 @@ PASSAGE = "Grey wolves hunt in packs across the northern forests of Canada and A
             "COVID-19: what are the symptoms in children",
         ),
         ("  what   do  wolves\teat  ", "what do wolves eat"),
+        (
+            "A researcher would search for: wolf pack hunting in Alaska",
+            "wolf pack hunting in Alaska",
+        ),
+        # mentions "the text" but is about the passage's topic: not meta
+        (
+            "Which forests of Canada do grey wolves hunt in, according to the text?",
+            "Which forests of Canada do grey wolves hunt in, according to the text?",
+        ),
     ],
 )
 def test_queries_are_cleaned(raw: str, expected: str) -> None:
@@ -74,6 +85,11 @@ def test_queries_are_cleaned(raw: str, expected: str) -> None:
         ("1.", "empty"),
         (LONG_QUERY, "too_long"),
         ("grey wolves hunt in packs across the northern forests", "echoes_source"),
+        (
+            'The researcher will search for the text "hunt in packs across the northern forests '
+            'of Canada" to learn more',
+            "echoes_source",
+        ),
         ("What could this passage be about?", "meta"),
         ("What is the main topic of this abstract?", "meta"),
         ("The answer: Is this passage answerable?", "meta"),
@@ -101,6 +117,12 @@ def test_query_limits_are_configurable() -> None:
 
 
 QUERY = "which animals descend from wolves"
+
+
+@pytest.mark.parametrize("label", ["Passage:", "Sentence 2:", "Original passage:", "**Text:**"])
+def test_passage_labels_are_stripped(label: str) -> None:
+    body = "Wolves live in packs led by a breeding pair and defend territories in winter."
+    assert clean_passage(f"{label} {body}", QUERY).text == body
 
 
 def test_passages_are_joined_and_unfinished_sentences_trimmed() -> None:
@@ -145,6 +167,8 @@ def test_helpers() -> None:
     assert generated_id("Where do wolves hunt?") == generated_id("where do wolves hunt")
     assert generated_id("a b").startswith("gen:") and generated_id("a b") != generated_id("a c")
     assert is_repetitive("a a a a a a a b") and not is_repetitive("how do wolves hunt in packs")
+    assert shares_run("so: wolves hunt in packs, right", "Grey wolves hunt in packs here", 4)
+    assert not shares_run("wolves hunt packs in winter", "Grey wolves hunt in packs here", 3)
 
 
 def test_drop_report_counts_reasons_and_keeps_a_few_examples() -> None:

@@ -43,7 +43,7 @@ class BackendConfig:
 
 @contextlib.contextmanager
 def open_client(config: BackendConfig) -> Iterator[LLMClient]:
-    """The configured client; HTTP connections are closed on exit."""
+    """The configured client; HTTP connections or the loaded model are released on exit."""
     if config.backend == "openai":
         openai = OpenAIConfig(
             base_url=config.base_url,
@@ -57,7 +57,9 @@ def open_client(config: BackendConfig) -> Iterator[LLMClient]:
             yield client
         return
     path = Path(config.model).expanduser() if config.model else None
-    yield LlamaCppClient(LlamaCppConfig(path, n_ctx=config.n_ctx, n_threads=config.n_threads))
+    llama = LlamaCppConfig(path, n_ctx=config.n_ctx, n_threads=config.n_threads)
+    with LlamaCppClient(llama) as client:
+        yield client
 
 
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from hardneg.core.progress import Progress, no_progress
@@ -109,6 +110,24 @@ class LlamaCppClient:
 
     def __repr__(self) -> str:
         return f"LlamaCppClient({str(self.model_path)!r})"
+
+    def close(self) -> None:
+        """Free the model now (llama-cpp-python's own finaliser is noisy at interpreter exit)."""
+        with self._lock:
+            close = getattr(self._llm, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> LlamaCppClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def complete(self, messages: Sequence[ChatMessage], params: SamplingParams) -> str:
         with self._lock:

@@ -34,8 +34,9 @@ _FENCE = re.compile(r"```[a-zA-Z]*")
 _MARKUP = re.compile(r"\*\*|__|`")
 _BULLET = re.compile(r"^(?:\(?\d{1,2}[.):\]]|\(?[a-zA-Z][.)]|[-*•#>]+)\s*")
 _LABEL = re.compile(
-    r"^(?:(?:generated|search|example|new|negative|hard|sample|your|the)\s+)*"
-    r"(?:query|question|q|a|search|passage|text|answer|output|response)\s*\d*\s*[:：\-–]\s*",
+    r"^(?:(?:generated|search|example|new|negative|hard|sample|your|the|original|different)\s+)*"
+    r"(?:query|question|q|a|search|passage|text|answer|output|response|sentence)"
+    r"\s*\d*\s*[:：\-–]\s*",
     re.IGNORECASE,
 )
 _PREAMBLE = re.compile(
@@ -55,6 +56,35 @@ _META = re.compile(
 _LEAD_IN = re.compile(
     r"^[^:?]{0,80}\b(?:write|query|question|answer|ask|search|type)\w*\b[^:?]{0,40}:\s+(?=\S)",
     re.IGNORECASE,
+)
+_PERSONA = re.compile(  # "A researcher would search for ...", echoing the prompt's persona
+    r"^(?:(?:a|the|one)\s+)?(?:researcher|scientist|person|user|reader)s?\s+"
+    r"(?:would|might|could|can|may|will|should)\s+(?:search|look|ask)(?:\s+for)?\s*:?\s*",
+    re.IGNORECASE,
+)
+_META_WORDS = frozenset(
+    [
+        "text",
+        "passage",
+        "abstract",
+        "article",
+        "document",
+        "excerpt",
+        "study",
+        "paper",
+        "question",
+        "query",
+        "search",
+        "engine",
+        "answer",
+        "researcher",
+        "scientist",
+        "person",
+        "write",
+        "find",
+        "information",
+        "about",
+    ]
 )
 _QUOTES = "\"'“”‘’«»`"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -89,6 +119,7 @@ def _strip_decoration(line: str) -> str:
         line = _BULLET.sub("", line, count=1).strip()
         line = _LABEL.sub("", line, count=1).strip()
         line = _LEAD_IN.sub("", line, count=1).strip()
+        line = _PERSONA.sub("", line, count=1).strip()
         line = line.strip(_QUOTES).strip()
     return line
 
@@ -108,6 +139,12 @@ def is_repetitive(text: str, min_unique: float = 0.5) -> bool:
     return len(set(tokens)) / len(tokens) < min_unique or letters < 0.5 * len(text.replace(" ", ""))
 
 
+def _topical_words(query: str, passage: str) -> int:
+    """Content words of ``query`` (not prompt vocabulary) that also occur in ``passage``."""
+    source = set(words(passage))
+    return sum(1 for w in set(words(query)) if len(w) >= 4 and w not in _META_WORDS and w in source)
+
+
 @dataclass(frozen=True)
 class Parsed:
     text: str | None
@@ -119,6 +156,18 @@ class QueryLimits:
     min_words: int = 3
     max_words: int = 32
     echo_min_words: int = 6  # a query this long found verbatim in its passage is an echo
+    echo_run_words: int = 8  # so is one that copies this many consecutive passage words
+
+
+def shares_run(text: str, source: str, length: int) -> bool:
+    """Whether ``text`` and ``source`` share ``length`` consecutive words."""
+    text_words, source_words = words(text), words(source)
+    if len(text_words) < length:
+        return False
+    runs = {tuple(source_words[i : i + length]) for i in range(len(source_words) - length + 1)}
+    return any(
+        tuple(text_words[i : i + length]) in runs for i in range(len(text_words) - length + 1)
+    )
 
 
 def clean_query(raw: str, passage: str, limits: QueryLimits | None = None) -> Parsed:
@@ -132,7 +181,7 @@ def clean_query(raw: str, passage: str, limits: QueryLimits | None = None) -> Pa
         return Parsed(None, REFUSAL)
     if is_repetitive(query):
         return Parsed(None, REPETITIVE)
-    if _META.search(query):
+    if _META.search(query) and _topical_words(query, passage) < 2:
         return Parsed(None, META)
     count = len(words(query))
     if count < limits.min_words:
@@ -140,6 +189,8 @@ def clean_query(raw: str, passage: str, limits: QueryLimits | None = None) -> Pa
     if count > limits.max_words:
         return Parsed(None, TOO_LONG)
     if count >= limits.echo_min_words and normalize(query) in normalize(passage):
+        return Parsed(None, ECHOES_SOURCE)
+    if shares_run(query, passage, limits.echo_run_words):
         return Parsed(None, ECHOES_SOURCE)
     return Parsed(query)
 
