@@ -31,7 +31,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Sampling = Literal["top", "random"]
 
@@ -118,8 +118,9 @@ def text_key(text: str) -> str:
     return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """A possible negative (a tuple: thousands are made per query set, cheaply)."""
+
     doc_id: str
     score: float
     key: str  # text_key of the candidate's text

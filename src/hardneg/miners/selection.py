@@ -49,7 +49,11 @@ def query_pool(split: BeirSplit, lists: CandidateLists, row: int, keys: CorpusKe
         query_key=text_key(split.queries[query_id]),
         positive_scores=dict(zip(positive_ids, lists.positive_scores[row], strict=True)),
         positive_keys=frozenset(keys(corpus.position(d)) for d in positive_ids),
-        candidates=tuple(Candidate(corpus.ids[p], s, keys(p)) for p, s in lists.hits(row)),
+        candidates=tuple(
+            Candidate(corpus.ids[p], s, keys(p))
+            for p, s in zip(lists.positions[row].tolist(), lists.scores[row].tolist(), strict=True)
+            if p >= 0
+        ),
         judged_ids=frozenset(split.qrels.get(query_id, {})),
     )
 
