@@ -19,6 +19,11 @@ from hardneg.core.dense import DenseIndexConfig, IndexKind
 from hardneg.core.download import BEIR_MD5, DownloadError, download_beir
 from hardneg.core.metrics import METRIC_NAMES
 from hardneg.core.workspace import Workspace
+from hardneg.service.commands import generate as generate_command
+from hardneg.service.commands import mine as mine_command
+from hardneg.service.commands import serve as serve_command
+from hardneg.service.commands import train as train_command
+from hardneg.service.commands import worker as worker_command
 from hardneg.service.pipelines.evaluate import EvaluateRequest, Retriever, run_evaluation
 from hardneg.service.progress import ProgressBars
 from hardneg.service.settings import Settings
@@ -137,7 +142,13 @@ def datasets_download(
 
 
 # Sub-commands that live in their own modules (hardneg.service.commands.*) register here.
-_REGISTRARS: tuple[Callable[[typer.Typer], None], ...] = ()
+_REGISTRARS: tuple[Callable[[typer.Typer], None], ...] = (
+    generate_command.register,
+    mine_command.register,
+    train_command.register,
+    serve_command.register,
+    worker_command.register,
+)
 for _register in _REGISTRARS:
     _register(app)
 
