@@ -1,13 +1,15 @@
 """Job artifacts on the shared data directory: published atomically, paged, cleaned up.
 
 A job writes under ``<home>/jobs/<id>/``. When it succeeds, every folder it returned (a model)
-is also packed as ``<name>.tar.gz``, and the JSONL served by ``/results`` gets a Parquet copy
-and a line-offset index (``.idx``, int64 byte offsets) so any page is one seek away.
+is also packed as ``<name>.tar.gz``, and the JSONL served by ``/results`` (linked into the job
+folder when it lies deeper) gets a Parquet copy and a line-offset index (``.idx``, int64 byte
+offsets) beside it, so any page is one seek away and the returned folders stay as written.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from collections.abc import Mapping
@@ -86,6 +88,17 @@ def write_line_index(source: Path) -> Path:
     return target
 
 
+def _beside_job(job_dir: Path, path: Path) -> Path:
+    """A hard link (else a copy) of ``path`` directly in the job folder."""
+    target = job_dir / path.name
+    with atomic_path(target) as temp:
+        try:
+            os.link(path, temp)
+        except OSError:
+            shutil.copyfile(path, temp)
+    return target
+
+
 def publish(
     job_dir: Path, artifacts: Mapping[str, Path], results: str | None
 ) -> tuple[dict[str, object], str | None]:
@@ -97,6 +110,8 @@ def publish(
             archive = pack_folder(path, path.with_name(path.name + ".tar.gz"))
             entries[archive.name] = _entry(job_dir, archive)
             continue
+        if name == results and path.parent != job_dir.resolve():
+            path = _beside_job(job_dir, path)  # index and Parquet copy go to the job folder
         entries[name] = _entry(job_dir, path)
         if name == results:
             write_line_index(path)

@@ -20,6 +20,7 @@ from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
 from hardneg.service.jobs.kinds.evaluate import EvaluateParams
 from hardneg.service.jobs.kinds.generate import GenerateParams
 from hardneg.service.jobs.kinds.mine import MineParams
+from hardneg.service.jobs.kinds.train import TrainParams
 from hardneg.service.settings import Settings
 
 RunFunction = Callable[[Any, JobContext], JobOutcome]
@@ -67,6 +68,14 @@ KINDS: dict[str, JobKind] = {
             description="Mine hard negatives (bm25, dense, cross-encoder or llm) for one split, "
             "filtered against false negatives; mined.jsonl is paged by /results and every "
             "sentence-transformers layout is downloadable as JSONL and Parquet.",
+        ),
+        JobKind(
+            name="train",
+            params=TrainParams,
+            run="hardneg.service.jobs.kinds.train:run",
+            description="Train STAR, ADORE, the contrastive baseline or a reranker on a mine "
+            "job's negatives; reports metrics before and after on the corpus's eval split and "
+            "publishes the model folder as model.tar.gz (later jobs may use it as job:<id>).",
         ),
         JobKind(
             name="generate",

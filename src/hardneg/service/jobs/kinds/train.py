@@ -1,0 +1,124 @@
+"""The ``train`` job kind: STAR, ADORE, the baseline or a reranker (``pipelines.train``).
+
+Negatives come from a finished ``mine`` job (``negatives_job``); the job's corpus is the data
+ADORE indexes and the evaluation split reported before and after training. ``config`` takes the
+trainers' flat config keys (``learning_rate``, ``max_steps``, ...); the keys that name files or
+devices are the service's. The model is written to ``<job>/model`` with checkpoints, so a retried
+attempt resumes from the newest one; it is published as ``model.tar.gz`` and can be referred to
+as ``job:<id>`` by later jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hardneg.core.beir import DataError
+from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
+from hardneg.service.jobs.kinds.mine import MINED_FILE, MINED_FOLDER
+from hardneg.service.jobs.paths import (
+    JOB_ID,
+    MODEL_ARTIFACT,
+    PathRefusedError,
+    job_dir,
+    resolve_model_ref,
+)
+from hardneg.service.settings import Settings
+
+# config keys that name files, folders or devices: set by the service, refused from requests
+SERVICE_KEYS = frozenset(
+    {
+        "output_dir",
+        "negatives",
+        "corpus",
+        "data",
+        "split",
+        "device",
+        "resume",
+        "model",
+        "document_model",
+    }
+)
+HISTORY_FILE = "metrics.jsonl"  # the trainers' metrics history (hardneg.trainers.loop)
+SUMMARY_FILE = "hardneg_training.json"  # written last by the trainers: marks a finished run
+
+
+class TrainParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trainer: Literal["star", "adore", "baseline", "reranker"] = "star"
+    negatives_job: str = Field(pattern=JOB_ID.pattern, description="a succeeded mine job's id")
+    model: str | None = Field(None, description="base model: hub id, 'job:<id>' or allowed path")
+    document_model: str | None = Field(None, description="ADORE's frozen document encoder")
+    eval_split: str | None = Field("test", description="split reported before/after (null: none)")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="trainer settings, e.g. {'max_steps': 100}"
+    )
+
+    @model_validator(mode="after")
+    def _config_is_valid(self) -> TrainParams:
+        from hardneg.trainers.config import config_from_mapping
+
+        refused = sorted(SERVICE_KEYS & set(self.config))
+        if refused:
+            raise ValueError(f"config keys {refused} are set by the service")
+        try:
+            config_from_mapping(self.config, "config")
+        except DataError as exc:
+            raise ValueError(exc.reason) from None
+        return self
+
+    def negatives_path(self, settings: Settings) -> Path:
+        return job_dir(settings.home, self.negatives_job) / MINED_FOLDER / MINED_FILE
+
+    def server_check(self, settings: Settings) -> None:
+        if not self.negatives_path(settings).is_file():
+            raise ParamError("negatives_job", "no finished mine job with that id")
+        for field in ("model", "document_model"):
+            ref = getattr(self, field)
+            if ref is not None:
+                try:
+                    resolve_model_ref(ref, settings)
+                except PathRefusedError as exc:
+                    raise ParamError(field, str(exc)) from None
+
+
+def run(params: TrainParams, context: JobContext) -> JobOutcome:
+    from hardneg.service.pipelines.train import TrainRequest, run_training
+    from hardneg.trainers.config import config_from_mapping
+
+    corpus = require_corpus(context)
+    settings = context.settings
+    folder = context.output_dir / MODEL_ARTIFACT
+    service: dict[str, object] = {
+        "output_dir": str(folder),  # checkpoints live here too: a retry resumes
+        "negatives": str(params.negatives_path(settings)),
+        "corpus": str(corpus.path),
+        "resume": True,
+        "model": resolve_model_ref(params.model or settings.model, settings),
+    }
+    if params.eval_split is not None:
+        service |= {"data": str(corpus.path), "split": params.eval_split}
+    if params.document_model is not None:
+        service["document_model"] = resolve_model_ref(params.document_model, settings)
+    config = config_from_mapping(params.config | service, "config")
+    summary = run_training(TrainRequest(params.trainer, config), settings, context.progress)
+    artifacts = {SUMMARY_FILE: folder / SUMMARY_FILE}
+    results = None
+    if (folder / HISTORY_FILE).is_file():
+        artifacts[HISTORY_FILE] = folder / HISTORY_FILE
+        results = HISTORY_FILE
+    artifacts[MODEL_ARTIFACT] = folder  # published last, as model.tar.gz
+    stats = {key: summary.get(key) for key in ("trainer", "steps", "best_step", "resumed_from")}
+    stats |= {
+        "metrics_before": summary.get("metrics_before"),
+        "metrics_after": summary.get("metrics_after"),
+        "eval_split": summary.get("eval_split"),
+        "seconds": summary.get("seconds"),
+        "model": f"job:{context.job_id}",
+    }
+    json.dumps(stats, default=str)  # fail here, not in the record, if a value cannot be stored
+    return JobOutcome(stats=stats, artifacts=artifacts, results=results)
