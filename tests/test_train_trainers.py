@@ -87,7 +87,11 @@ def check_card(output: Path, kind: str) -> dict[str, Any]:
 def test_shared_encoder_trainers_take_a_real_step(setup: dict[str, Path], kind: str) -> None:
     from sentence_transformers import SentenceTransformer
 
-    config = make_config(setup, kind)
+    # the baseline run also takes the gradient-checkpointing and accumulation code paths
+    extra: dict[str, object] = (
+        {} if kind == "star" else {"gradient_checkpointing": True, "gradient_accumulation_steps": 2}
+    )
+    config = make_config(setup, kind, **extra)
     trainer = train_star if kind == "star" else train_baseline
     trainer(config, Workspace(setup["root"] / "ws"))
     output = config.train.output_dir

@@ -86,8 +86,21 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[o
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """Recompute activations in the backward pass (non-reentrant, so it works under DDP)."""
-    enable = getattr(model, "gradient_checkpointing_enable", None)
-    if enable is None:
+    """Recompute activations in the backward pass (non-reentrant, so it works under DDP).
+
+    Applied to every Hugging Face model inside ``model`` (newer transformers call it activation
+    checkpointing; older ones gradient checkpointing).
+    """
+    options = {"use_reentrant": False}
+    enabled = 0
+    for module in model.modules():
+        activation = getattr(module, "activation_checkpointing_enable", None)
+        gradient = getattr(module, "gradient_checkpointing_enable", None)
+        if callable(activation):
+            activation(options)
+            enabled += 1
+        elif module is not model and callable(gradient):
+            gradient(gradient_checkpointing_kwargs=options)
+            enabled += 1
+    if not enabled:
         raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
