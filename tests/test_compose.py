@@ -164,3 +164,16 @@ def test_llm_profile_serves_the_miners_openai_backend(compose: dict[str, Any]) -
     key_variable = env["HARDNEG_LLM_API_KEY_ENV"]
     assert env[key_variable] == vllm["command"][vllm["command"].index("--api-key") + 1]
     assert env["HARDNEG_LLM_MODEL"] == vllm["command"][vllm["command"].index("--model") + 1]
+
+
+def test_the_images_pip_install_ships_every_module() -> None:
+    """The Dockerfiles run ``pip install .``: a folder without __init__.py would be left out."""
+    from setuptools import find_packages
+
+    packaged = set(find_packages(str(REPO / "src")))
+    folders = {
+        ".".join(path.relative_to(REPO / "src").parts)
+        for path in (REPO / "src" / "hardneg").rglob("*")
+        if path.is_dir() and path.name != "__pycache__" and any(path.glob("*.py"))
+    }
+    assert folders - packaged == set()
