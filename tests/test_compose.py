@@ -18,7 +18,6 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from hardneg.service.commands import serve, worker
 from hardneg.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,9 +62,8 @@ def test_the_schema_check_catches_a_misspelt_key(tmp_path: Path) -> None:
 
 
 def hardneg_app() -> typer.Typer:
-    app = typer.Typer()
-    serve.register(app)
-    worker.register(app)
+    from hardneg.service.cli import app
+
     return app
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_beir
-from tests.test_service_support import LAUNCHER, service_env, unique_prefix
+from tests.test_service_support import HARDNEG, service_env, unique_prefix
 
 NO_REDIS = "redis://:secret-password@127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -20,7 +19,7 @@ def test_without_redis_the_service_exits_and_says_how_to_start_one(
 ) -> None:
     env = service_env(unique_prefix(), tmp_path, HARDNEG_REDIS_URL=NO_REDIS)
     result = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, command],
+        [*HARDNEG, command],
         env=env,
         capture_output=True,
         text=True,
@@ -37,9 +36,7 @@ def test_in_process_cli_needs_no_redis(tmp_path: Path) -> None:
     env = service_env(unique_prefix(), tmp_path / "home", HARDNEG_REDIS_URL=NO_REDIS)
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "hardneg.service.cli",
+            *HARDNEG,
             "evaluate",
             "--data",
             str(data),

@@ -35,14 +35,7 @@ REDIS_DB = 9
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 API_KEY = "test-key-" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-LAUNCHER = (
-    "import typer\n"
-    "from hardneg.service.commands import serve, worker\n"
-    "app = typer.Typer()\n"
-    "serve.register(app)\n"
-    "worker.register(app)\n"
-    "app()\n"
-)
+HARDNEG = [sys.executable, "-m", "hardneg.service.cli"]  # the `hardneg` command
 
 
 def unique_prefix() -> str:
@@ -107,7 +100,7 @@ class Processes:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{args[0]}-{len(self.started)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, *args],
+            [*HARDNEG, *args],
             env=env or self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
