@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and sentence-transformers load lazily: settings and the API start fast
+    import torch
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def pick_device(requested: str | None = None) -> str:
     """``requested`` if given, else ``cuda`` when a GPU is present, else ``cpu``."""
     if requested:
         return requested
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -81,6 +83,8 @@ def _weights_version(model: torch.nn.Module) -> int:
 
 @lru_cache(maxsize=8)
 def _fingerprint_cached(model: torch.nn.Module, version: int) -> str:
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
