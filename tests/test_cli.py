@@ -51,3 +51,22 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_dataset_name_is_refused_before_any_request(tmp_path: Path) -> None:
     run = _hardneg("datasets", "download", "../../etc", home=tmp_path)
     assert run.returncode == 2 and "invalid dataset name" in run.stdout
+
+
+def test_mine_with_the_llm_method_writes_generated_negatives(tmp_path: Path) -> None:
+    """``hardneg mine --method llm`` with the packaged SmolLM2, in-process (two queries)."""
+    folder = write_beir(tmp_path / "tiny", split="train")
+    out = tmp_path / "out"
+    run = _hardneg(
+        "mine", "--data", str(folder), "--method", "llm", "--output", str(out),
+        "--llm-max-queries", "2", "--llm-per-query", "2", "--num-negatives", "1",
+        home=tmp_path / "home",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["false_negative_fraction"] == 0.0
+    rows = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
+    assert {row["query_id"] for row in rows} <= {"q1", "q2"}
+    for row in rows:
+        assert all(i.startswith("gen:") for i in row["negative_ids"])
+        assert row["method"] == "llm"

@@ -33,6 +33,11 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> t
     return tuple(dict.fromkeys(values))
 
 
+def _llm_options(**given: object) -> dict[str, object]:
+    """The ``llm_*`` job options the user set (see hardneg.miners.llm.mine)."""
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def summary_table(result: MineResult) -> Table:
     stats = result.stats
     queries = cast(dict[str, object], stats["queries"])
@@ -83,6 +88,15 @@ def mine(
     layout: Annotated[list[str] | None, typer.Option(help=f"one of {list(LAYOUTS)}")] = None,
     fmt: Annotated[list[str] | None, typer.Option("--format", help=f"{list(FORMATS)}")] = None,
     cache: Annotated[bool, typer.Option(help="reuse cached candidate lists")] = True,
+    llm_backend: Annotated[str | None, typer.Option(help="llm: llama_cpp or openai")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="llm: .gguf path or model name")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible URL")] = None,
+    llm_api_key_env: Annotated[
+        str | None, typer.Option(help="llm: environment variable holding the API key")
+    ] = None,
+    llm_per_query: Annotated[int | None, typer.Option(help="llm: generations per query")] = None,
+    llm_max_queries: Annotated[int | None, typer.Option(help="llm: first N queries only")] = None,
+    llm_prompt_file: Annotated[Path | None, typer.Option(help="llm: TOML prompt template")] = None,
     home: Annotated[
         Path | None, typer.Option(help="data directory (default $HARDNEG_HOME)")
     ] = None,
@@ -119,6 +133,15 @@ def mine(
             layouts=cast(tuple[Layout, ...], _choices(layout, LAYOUTS, "--layout")),
             formats=cast(tuple[Format, ...], _choices(fmt, FORMATS, "--format")),
             use_cache=cache,
+            options=_llm_options(
+                llm_backend=llm_backend,
+                llm_model=llm_model,
+                llm_base_url=llm_base_url,
+                llm_api_key_env=llm_api_key_env,
+                llm_per_query=llm_per_query,
+                llm_max_queries=llm_max_queries,
+                llm_prompt_file=str(llm_prompt_file) if llm_prompt_file else None,
+            ),
         )
         with ProgressBars(console) as progress:
             result = run_mining(request, settings, output, progress)

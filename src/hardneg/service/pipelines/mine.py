@@ -29,6 +29,7 @@ from hardneg.miners.dense import mine_dense
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MinedRun, MinerFn, MiningJob
+from hardneg.miners.llm.mine import mine_llm
 from hardneg.miners.output import FORMATS, LAYOUTS, Format, Layout, write_outputs
 from hardneg.miners.stats import write_stats
 from hardneg.service.pipelines.data import load_dataset_split
@@ -39,12 +40,11 @@ logger = logging.getLogger(__name__)
 MANIFEST_FILE = "manifest.json"
 
 # The dispatch point: method name -> miner. Every miner takes a MiningJob and returns a MinedRun.
-# The LLM method registers here too (its module lives in hardneg.miners.llm):
-#     METHODS["llm"] = mine_llm
 METHODS: dict[str, MinerFn] = {
     "bm25": mine_bm25,
     "dense": mine_dense,
     "cross-encoder": mine_cross_encoder,
+    "llm": mine_llm,
 }
 
 
