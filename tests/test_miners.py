@@ -15,7 +15,7 @@ from hardneg.core.bm25 import BM25Index, BM25Params
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
 from hardneg.core.workspace import Workspace
-from hardneg.miners.bm25 import PositiveScorer, bm25_candidates, mine_bm25
+from hardneg.miners.bm25 import bm25_candidates, mine_bm25
 from hardneg.miners.dense import dense_candidates, mine_dense
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
@@ -93,14 +93,13 @@ def no_false_negatives(split: BeirSplit, rows: Iterator[object] | tuple[object, 
 
 def test_bm25_positive_scores_match_a_full_bm25_ranking(animals: BeirSplit, tmp_path: Path) -> None:
     index = BM25Index.build(animals.corpus)
-    scorer = PositiveScorer(index)
     query_ids = list(animals.queries)
     tokens = index.tokenize([animals.queries[q] for q in query_ids])
     full = index.search_tokens(tokens, query_ids, len(animals.corpus))
     for row, _ in enumerate(query_ids):
         everything = dict(full.hits(row))
         positions = list(range(len(animals.corpus)))
-        scores = scorer.score(tokens[row], positions)
+        scores = index.score_documents(tokens[row], positions)
         for position, score in zip(positions, scores, strict=True):
             expected = everything.get(animals.corpus.ids[position], 0.0)
             assert score == pytest.approx(expected, rel=1e-6, abs=1e-6)

@@ -137,6 +137,30 @@ class BM25Index:
         index.save(folder, corpus.fingerprint)
         return index
 
+    def score_documents(self, tokens: Sequence[str], positions: Sequence[int]) -> list[float]:
+        """BM25 score of one tokenized query against the given corpus rows only.
+
+        ``score(q, d) = sum_{t in q} S[t, d]`` read from bm25s's eager (term x doc) score matrix
+        (plus the non-occurrence term of BM25L/BM25+): the same sum a search computes for every
+        document, for the few asked for (e.g. positives outside the top-k).
+        """
+        scores = self._retriever.scores
+        vocab: dict[str, int] = self._retriever.vocab_dict
+        data, indices, indptr = (np.asarray(scores[n]) for n in ("data", "indices", "indptr"))
+        token_ids = np.asarray([vocab[t] for t in tokens if t in vocab], dtype=np.int64)
+        docs = np.asarray(positions, dtype=np.int64)  # (n,)
+        totals = np.zeros(len(docs), dtype=np.float64)  # (n,)
+        for token_id in token_ids:
+            start, stop = int(indptr[token_id]), int(indptr[token_id + 1])
+            column = indices[start:stop]  # rows holding the term, ascending
+            where = np.searchsorted(column, docs)  # (n,)
+            found = (where < len(column)) & (column[np.minimum(where, len(column) - 1)] == docs)
+            totals[found] += data[start + where[found]]
+        nonoccurrence = getattr(self._retriever, "nonoccurrence_array", None)
+        if nonoccurrence is not None and len(token_ids):
+            totals += float(np.asarray(nonoccurrence)[token_ids].sum())
+        return [float(np.float32(t)) for t in totals]
+
     def search(
         self,
         queries: Sequence[str],

@@ -8,12 +8,10 @@ positive, as in Moreira et al., "NV-Retriever", 2024).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict
 
 import bm25s
 import numpy as np
-import numpy.typing as npt
 
 from hardneg.core.beir import BeirSplit
 from hardneg.core.bm25 import BM25Index, BM25Params
@@ -35,46 +33,6 @@ from hardneg.miners.selection import select_from_candidates
 logger = logging.getLogger(__name__)
 
 METHOD = "bm25"
-
-
-def _retriever(index: BM25Index) -> bm25s.BM25:
-    # core's BM25Index has no public per-document scoring yet; its bm25s retriever holds the
-    # eager (term x doc) score matrix we need for the positives.
-    return index._retriever
-
-
-class PositiveScorer:
-    """BM25 score of (query tokens, one document) read straight from bm25s's sparse matrix.
-
-    ``score(q, d) = sum_{t in q} S[t, d]`` (plus the non-occurrence term for BM25L/BM25+), the
-    same sum bm25s computes for every document, but for the few documents asked for.
-    """
-
-    def __init__(self, index: BM25Index) -> None:
-        retriever = _retriever(index)
-        self._vocab: dict[str, int] = retriever.vocab_dict
-        self._data = np.asarray(retriever.scores["data"])
-        self._indices = np.asarray(retriever.scores["indices"])
-        self._indptr = np.asarray(retriever.scores["indptr"])
-        nonoccurrence = getattr(retriever, "nonoccurrence_array", None)
-        self._nonoccurrence = None if nonoccurrence is None else np.asarray(nonoccurrence)
-
-    def token_ids(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
-        return np.asarray([self._vocab[t] for t in tokens if t in self._vocab], np.int64)
-
-    def score(self, tokens: Sequence[str], positions: Sequence[int]) -> list[float]:
-        token_ids = self.token_ids(tokens)
-        totals = np.zeros(len(positions), np.float64)
-        docs = np.asarray(positions, np.int64)
-        for token_id in token_ids:
-            start, stop = int(self._indptr[token_id]), int(self._indptr[token_id + 1])
-            column = self._indices[start:stop]  # doc rows holding the term, ascending
-            where = np.searchsorted(column, docs)
-            found = (where < len(column)) & (column[np.minimum(where, len(column) - 1)] == docs)
-            totals[found] += self._data[start + where[found]]
-        if self._nonoccurrence is not None and len(token_ids):
-            totals += float(self._nonoccurrence[token_ids].sum())
-        return [float(np.float32(t)) for t in totals]
 
 
 def bm25_key(split: BeirSplit, params: BM25Params, depth: int) -> str:
@@ -100,10 +58,9 @@ def search_candidates(
     query_ids = list(split.queries)
     tokens = index.tokenize([split.queries[q] for q in query_ids])
     results = index.search_tokens(tokens, query_ids, depth, progress)
-    scorer = PositiveScorer(index)
     positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
     positive_scores = tuple(
-        tuple(scorer.score(tokens[i], [split.corpus.position(d) for d in positives]))
+        tuple(index.score_documents(tokens[i], [split.corpus.position(d) for d in positives]))
         for i, positives in enumerate(positive_ids)
     )
     return CandidateLists(
