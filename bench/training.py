@@ -253,8 +253,26 @@ def run_bench(args: argparse.Namespace) -> None:
     save()
     if args.extended_adore_steps:
         results["star_adore_extended"] = run_extended_adore(args, workspace)
+    results["targets"] = check_targets(results)
     save()
     logger.info("results written to %s", RESULTS)
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets, checked on this run's numbers."""
+    star_adore = results["star_adore"]["ndcg@10"]
+    targets = {
+        "star_adore_ndcg@10_at_least_0.70": star_adore >= 0.70,
+        "adore_step_cost_ratio_at_most_0.5": results["adore_step_cost_ratio"] <= 0.5,
+        "resume_delta_ndcg@10_at_most_0.002": results["resume_delta_ndcg@10"] <= 0.002,
+    }
+    if "baseline" in results:
+        baseline = results["baseline"]["ndcg@10"]
+        targets["star_adore_beats_baseline_same_steps"] = star_adore > baseline
+    if "star_adore_extended" in results:
+        extended = results["star_adore_extended"]["ndcg@10"]
+        targets["star_adore_extended_ndcg@10_at_least_0.70"] = extended >= 0.70
+    return targets
 
 
 def extended_adore_config(args: argparse.Namespace) -> TrainingConfig:
