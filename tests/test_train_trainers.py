@@ -7,16 +7,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+from hardneg.core.beir import load_split
 from hardneg.core.encoders import load_encoder, model_fingerprint
 from hardneg.core.negatives import MinedQuery, write_mined
 from hardneg.core.workspace import Workspace
+from hardneg.service.pipelines.evaluate import EvaluateRequest, run_evaluation
+from hardneg.service.settings import Settings
 from hardneg.trainers.adore import train_adore
 from hardneg.trainers.baseline import train_baseline
 from hardneg.trainers.checkpoint import list_checkpoints, load_checkpoint
 from hardneg.trainers.config import TrainingConfig, config_from_mapping
+from hardneg.trainers.evaluation import evaluate_dense
 from hardneg.trainers.output import DUAL_FILE, TRAINING_FILE, load_dual_encoder
 from hardneg.trainers.reranker import train_reranker
 from hardneg.trainers.star import train_star
@@ -115,6 +120,20 @@ def test_adore_trains_only_the_query_side_and_saves_the_pair(setup: dict[str, Pa
     info = check_card(output, "adore")
     assert "query encoder" in (output / "README.md").read_text()
     assert info["config"]["adore"]["top_k"] == 4
+    # `hardneg evaluate --model <adore folder>` encodes each side with its own encoder
+    settings = Settings(home=setup["root"] / "ws")
+    request = EvaluateRequest(data=str(setup["data"]), retriever="dense", model=str(output))
+    served = run_evaluation(request, settings)
+    direct = evaluate_dense(
+        load_split(setup["data"], "test"), doc_model, Workspace(setup["root"] / "ws"),
+        query_model=query_model,
+    )  # fmt: skip
+    assert served.evaluation.per_query == direct.evaluation.per_query
+    np.testing.assert_allclose(served.results.scores, direct.results.scores, rtol=1e-5)
+    same_model_both_sides = evaluate_dense(
+        load_split(setup["data"], "test"), query_model, Workspace(setup["root"] / "ws")
+    )
+    assert not np.allclose(served.results.scores, same_model_both_sides.results.scores)
 
 
 def test_dual_encoder_refuses_a_changed_document_encoder(setup: dict[str, Path]) -> None:

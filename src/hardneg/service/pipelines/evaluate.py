@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.bm25 import BM25Params
@@ -17,6 +17,10 @@ from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.data import load_dataset_split
 from hardneg.service.settings import Settings
 from hardneg.trainers.evaluation import RetrievalEvaluation, evaluate_bm25, evaluate_dense
+from hardneg.trainers.output import load_dual_encoder
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,15 @@ class EvaluateRequest:
     index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
     query_prompt: str = ""
     corpus_prompt: str = ""
+
+
+def load_models(name: str, device: str | None) -> tuple[SentenceTransformer, SentenceTransformer]:
+    """(query encoder, document encoder): the two sides of an ADORE folder, else one model twice."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return load_dual_encoder(folder, device)
+    model = load_encoder(name, device)
+    return model, model
 
 
 def run_evaluation(
@@ -56,16 +69,17 @@ def run_evaluation(
         result = evaluate_bm25(split, workspace, request.bm25, progress)
     else:
         model_name = request.model or settings.model
-        model = load_encoder(model_name, settings.device)
+        query_model, doc_model = load_models(model_name, settings.device)
         result = evaluate_dense(
             split,
-            model,
+            doc_model,
             workspace,
             request.index,
             request.query_prompt,
             request.corpus_prompt,
             name=f"dense:{model_name}",
             progress=progress,
+            query_model=query_model,
         )
     if output is not None:
         payload = result.summary() | {
