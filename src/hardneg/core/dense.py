@@ -44,6 +44,10 @@ class DenseIndexConfig:
         if min(self.nlist, self.nprobe, self.hnsw_m, self.ef_search) <= 0:
             raise ValueError("nlist, nprobe, hnsw_m and ef_search must be positive")
 
+    def structure(self) -> dict[str, object]:
+        """The build-time knobs; search-time ones (nprobe, efSearch, GPU use) may vary freely."""
+        return {"kind": self.kind, "nlist": self.nlist, "hnsw_m": self.hnsw_m}
+
 
 def gpu_count() -> int:
     get = getattr(faiss, "get_num_gpus", None)
@@ -129,7 +133,7 @@ class DenseIndex:
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
             saved = DenseIndexConfig(**meta["config"])
-            if meta.get("key") == key and _same_structure(saved, config):
+            if meta.get("key") == key and saved.structure() == config.structure():
                 logger.info("reusing FAISS index at %s", folder)
                 return cls(faiss.read_index(str(folder / _INDEX_FILE)), corpus_ids, config)
         index = cls.build(vectors, corpus_ids, config)
@@ -158,8 +162,3 @@ class DenseIndex:
             scores[start : start + len(chunk), :depth] = np.where(found >= 0, found_scores, 0.0)
             progress(min(start + chunk_size, len(queries)), len(queries), "dense: searching")
         return SearchResults(tuple(query_ids), positions, scores, self.corpus_ids)
-
-
-def _same_structure(a: DenseIndexConfig, b: DenseIndexConfig) -> bool:
-    """Search-time knobs (nprobe, efSearch, GPU use) may differ; build-time ones may not."""
-    return (a.kind, a.nlist, a.hnsw_m) == (b.kind, b.nlist, b.hnsw_m)

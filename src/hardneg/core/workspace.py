@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from hardneg.core.bm25 import BM25Params
 from hardneg.core.cache import cache_key
+from hardneg.core.dense import DenseIndex, DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingStore
 
 DEFAULT_HOME_ENV = "HARDNEG_HOME"
@@ -44,6 +48,19 @@ class Workspace:
         params_id = cache_key("bm25", asdict(params)).split(":")[1][:12]
         return self.root / "indexes" / "bm25" / f"{corpus_fingerprint}-{params_id}"
 
-    def faiss_dir(self, embedding_stem: str, config: Mapping[str, object]) -> Path:
-        config_id = cache_key("faiss", config).split(":")[1][:12]
+    def faiss_dir(self, embedding_stem: str, config: DenseIndexConfig) -> Path:
+        config_id = cache_key("faiss", config.structure()).split(":")[1][:12]
         return self.root / "indexes" / "faiss" / f"{embedding_stem}-{config_id}"
+
+    def dense_index(
+        self,
+        vectors: npt.NDArray[np.float32],
+        corpus_ids: Sequence[str],
+        embedding_stem: str,
+        config: DenseIndexConfig,
+    ) -> DenseIndex:
+        """The FAISS index over one stored embedding matrix (``vectors``, rows = ``corpus_ids``):
+        loaded when saved, else built; IVF/HNSW are saved, a flat index is rebuilt in no time."""
+        folder = self.faiss_dir(embedding_stem, config)
+        key: dict[str, object] = {"stem": embedding_stem}
+        return DenseIndex.load_or_build(folder, vectors, corpus_ids, key, config)

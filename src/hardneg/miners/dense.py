@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import DEFAULT_MODEL, encode_texts, load_encoder, uses_cosine
 from hardneg.core.progress import Progress, no_progress
@@ -68,20 +68,6 @@ def dense_key(
     )
 
 
-def build_index(
-    vectors: npt.NDArray[np.float32],
-    split: BeirSplit,
-    workspace: Workspace,
-    embedding: EmbeddingKey,
-    config: DenseIndexConfig,
-) -> DenseIndex:
-    """A flat index is rebuilt from the memory-mapped matrix; IVF/HNSW are stored and reused."""
-    structure = {"kind": config.kind, "nlist": config.nlist, "hnsw_m": config.hnsw_m}
-    folder = workspace.faiss_dir(embedding.stem, structure)
-    key: dict[str, object] = {"stem": embedding.stem}
-    return DenseIndex.load_or_build(folder, vectors, split.corpus.ids, key, config)
-
-
 def positive_scores(
     query_vectors: npt.NDArray[np.float32],
     corpus_vectors: npt.NDArray[np.float32],
@@ -117,7 +103,7 @@ def search_candidates(
         progress=progress,
     )  # (n_docs, dim), memory-mapped
     embedding = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
-    index = build_index(corpus_vectors, split, workspace, embedding, config)
+    index = workspace.dense_index(corpus_vectors, split.corpus.ids, embedding.stem, config)
     query_ids = list(split.queries)
     progress(0, len(query_ids), "dense: encoding queries")
     query_vectors = encode_texts(

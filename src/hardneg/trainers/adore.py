@@ -22,6 +22,7 @@ import torch
 
 from hardneg.core.beir import Corpus, DataError, find_corpus_file, load_corpus
 from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import (
@@ -160,7 +161,8 @@ def frozen_document_side(
     if ctx.is_main:
         barrier(ctx)
     index_config = DenseIndexConfig(kind=config.eval.index)
-    index = DenseIndex.build(np.asarray(vectors), corpus.ids, index_config)
+    stem = EmbeddingKey.for_model(corpus, doc_model, config.model.doc_prompt).stem
+    index = workspace.dense_index(vectors, corpus.ids, stem, index_config)
     return doc_model, corpus, vectors, index
 
 

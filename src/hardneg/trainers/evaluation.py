@@ -13,7 +13,7 @@ import numpy as np
 
 from hardneg.core.beir import BeirSplit, Corpus, available_splits, load_split
 from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import encode_texts
 from hardneg.core.metrics import METRIC_NAMES, Evaluation, evaluate
@@ -91,9 +91,7 @@ def dense_search(
     )
     encoded = time.perf_counter()
     key = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
-    structure = {"kind": config.kind, "nlist": config.nlist, "hnsw_m": config.hnsw_m}
-    folder = workspace.faiss_dir(key.stem, structure)
-    index = DenseIndex.load_or_build(folder, vectors, split.corpus.ids, {"stem": key.stem}, config)
+    index = workspace.dense_index(vectors, split.corpus.ids, key.stem, config)
     indexed = time.perf_counter()
     query_ids = list(split.queries)
     query_vectors = encode_texts(

@@ -15,7 +15,8 @@ from typing import Literal
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
 from hardneg.core.bm25 import BM25Index, BM25Params
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndex
+from hardneg.core.dense import DenseIndexConfig
+from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
@@ -101,7 +102,9 @@ def make_retriever(
         return bm25_retriever(BM25Index.load_or_build(folder, corpus, params, progress))
     model = load_encoder(request.encoder or settings.model, settings.device)
     vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
-    return dense_retriever(DenseIndex.build(vectors, corpus.ids), model)
+    stem = EmbeddingKey.for_model(corpus, model).stem
+    index = workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig())
+    return dense_retriever(index, model)
 
 
 def query_config(request: GenerateQueriesRequest) -> QueryGenConfig:
