@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from hardneg.service.api.errors import install_handlers
+from hardneg.service.api.limits import BodyLimitMiddleware
 from hardneg.service.api.metrics import LatencyMiddleware, make_registry
 from hardneg.service.api.routes import corpora, health, jobs
+from hardneg.service.api.security import KeyGate
 from hardneg.service.jobs.services import Services
 from hardneg.service.settings import Settings
 
@@ -55,7 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
     app.state.metrics_registry = registry
+    open_paths = {"/healthz", "/readyz"}
+    if settings.public_docs:
+        open_paths |= {"/docs", "/docs/oauth2-redirect", "/openapi.json"}
+    app.add_middleware(BodyLimitMiddleware, routes=app)
+    app.add_middleware(KeyGate, keys=app.state.api_keys, open_paths=frozenset(open_paths))
     app.add_middleware(LatencyMiddleware, latency=latency)
+    install_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router)
     app.include_router(jobs.router)

@@ -35,6 +35,7 @@ from hardneg.service.jobs.corpora import (
 )
 
 UPLOAD_NAME = "upload"  # how the client's file is called in error messages (no server paths)
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one document, query or judgement; BEIR's largest are ~1 MB
 
 
 def _plain(received: Received) -> Path:
@@ -50,6 +51,25 @@ def _plain(received: Received) -> Path:
     return plain
 
 
+def check_lines(path: Path, gzipped: bool = False, limit: int = MAX_LINE_BYTES) -> None:
+    """Every line is valid UTF-8 and at most ``limit`` bytes, read without holding more than
+    one line: a 100 MB line or a stray binary byte is named by its line before any parsing."""
+    number = 0
+    try:
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
+            while line := handle.readline(limit + 1):
+                number += 1
+                if len(line) > limit and not line.endswith(b"\n"):
+                    raise DataError(UPLOAD_NAME, number, f"line is longer than {limit} bytes")
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    reason = f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1})"
+                    raise DataError(UPLOAD_NAME, number, reason) from None
+    except (OSError, EOFError) as exc:
+        raise DataError(UPLOAD_NAME, None, f"not a valid gzip file ({exc})") from None
+
+
 def _public(error: DataError) -> DataError:
     """The same error, naming the upload instead of a server-side temporary path."""
     return DataError(UPLOAD_NAME, error.line, error.reason)
@@ -59,6 +79,7 @@ def store_uploaded_corpus(
     received: Received, home: Path, name: str, store: CorpusStore
 ) -> CorpusRecord:
     """Validate a corpus upload and keep it as a new corpus (its own BEIR folder)."""
+    check_lines(received.path, received.gzipped)
     try:
         corpus = load_corpus(received.path)
     except DataError as exc:
@@ -94,6 +115,7 @@ def _corpus_of(record: CorpusRecord) -> Corpus:
 def store_queries(received: Received, record: CorpusRecord, store: CorpusStore) -> CorpusRecord:
     """Validate queries (and that existing qrels still name only known queries); replace them."""
     plain = _plain(received)
+    check_lines(plain)
     try:
         queries = load_queries(plain)
     except DataError as exc:
@@ -120,6 +142,7 @@ def store_qrels(
 ) -> CorpusRecord:
     """Validate a qrels TSV against the stored corpus and queries; replace that split's file."""
     plain = _plain(received)
+    check_lines(plain)
     queries_path = record.path / "queries.jsonl"
     if not queries_path.is_file():
         raise DataError(UPLOAD_NAME, None, "upload the queries before the qrels")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from hardneg.service.api.security import Principal, require_api_key
 from hardneg.service.jobs.services import Services
@@ -24,3 +24,6 @@ def get_settings(request: Request) -> Settings:
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PrincipalDep = Annotated[Principal, Depends(require_api_key)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=255, description="replay-safe retries")
+]

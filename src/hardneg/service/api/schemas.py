@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import math
+from collections.abc import Mapping
+from typing import Any, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource
 from hardneg.service.jobs.records import JobRecord, JobState
 
+MAX_OFFSET = 2**31 - 1  # paging offsets: far past any store, inside Redis's range arguments
 T = TypeVar("T")
 P = TypeVar("P", bound=BaseModel)
 
@@ -85,12 +88,44 @@ class JobView(BaseModel):
         )
 
 
+INT64 = 2**63
+
+
+def unsafe_number(value: object, path: str) -> str | None:
+    """Where a JSON-like value holds a non-finite float (JSON's NaN or Infinity, which Python's
+    parser accepts) or an integer beyond 64 bits; None when it holds neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, int):
+        return None if -INT64 <= value < INT64 else path
+    items: Any
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := unsafe_number(item, f"{path}.{key}")) is not None:
+            return found
+    return None
+
+
 class JobSubmit(BaseModel, Generic[P]):
     model_config = ConfigDict(extra="forbid")
 
     corpus_id: str | None = Field(None, description="the corpus the job reads")
     params: P
     force: bool = Field(False, description="run again even if an identical job exists")
+
+    @model_validator(mode="after")
+    def _numbers_are_finite(self) -> Self:
+        found = unsafe_number(self.params.model_dump(), "params")
+        if found is not None:
+            raise ValueError(f"{found} must be a finite number that fits in 64 bits")
+        return self
 
 
 class CorpusView(BaseModel):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from hardneg.core.beir import DataError
 from hardneg.core.download import validate_dataset_name
 from hardneg.service.api import corpus_files, uploads
-from hardneg.service.api.deps import PrincipalDep, ServicesDep
-from hardneg.service.api.schemas import CorpusView, Page, RegisterBeir, RegisterPath
+from hardneg.service.api.deps import IdempotencyKey, PrincipalDep, ServicesDep
+from hardneg.service.api.errors import Responses, api_error, responses
+from hardneg.service.api.schemas import MAX_OFFSET, CorpusView, Page, RegisterBeir, RegisterPath
 from hardneg.service.api.security import Principal
 from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource, new_corpus_id
 from hardneg.service.jobs.paths import PathRefusedError, confine
@@ -28,18 +29,21 @@ from hardneg.service.jobs.submit import (
     submit,
 )
 
-router = APIRouter(prefix="/v1/corpora", tags=["corpora"])
-
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", max_length=255, description="replay-safe retries")
-]
+router = APIRouter(prefix="/v1/corpora", tags=["corpora"], responses=responses(401, 503))
 
 
-def _error(code: int, message: str, field: str, line: int | None = None) -> HTTPException:
-    detail: dict[str, object] = {"message": message, "field": field}
-    if line is not None:
-        detail["line"] = line
-    return HTTPException(status_code=code, detail=detail)
+def _raw_body(*media_types: str) -> dict[str, Any]:
+    """OpenAPI for a route that streams its raw request body itself."""
+    schema = {"type": "string", "format": "binary"}
+    content = {media: {"schema": schema} for media in media_types}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+JSONL_BODY = _raw_body("application/x-ndjson", "application/gzip", "application/octet-stream")
+TSV_BODY = _raw_body("text/tab-separated-values", "application/gzip", "application/octet-stream")
+ALREADY_REGISTERED: Responses = {
+    200: {"model": CorpusView, "description": "already registered or ready"}
+}
 
 
 def _view(services: Services, record: CorpusRecord) -> CorpusView:
@@ -50,7 +54,7 @@ def _view(services: Services, record: CorpusRecord) -> CorpusView:
 def _get(services: Services, corpus_id: str) -> CorpusRecord:
     record = services.corpora.get(corpus_id)
     if record is None:
-        raise _error(404, f"no corpus {corpus_id!r}", "corpus_id")
+        raise api_error(404, f"no corpus {corpus_id!r}", "corpus_id")
     return record
 
 
@@ -66,12 +70,18 @@ def _replayed(idem: Idempotency | None, digest: str) -> str | None:
     try:
         return idem.reserve(digest)
     except IdempotencyConflictError as exc:
-        raise _error(422, str(exc), "Idempotency-Key") from None
+        raise api_error(422, str(exc), "Idempotency-Key") from None
     except IdempotencyInProgressError as exc:
-        raise _error(409, str(exc), "Idempotency-Key") from None
+        raise api_error(409, str(exc), "Idempotency-Key") from None
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CorpusView)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CorpusView,
+    responses=responses(409, 413, 422),
+    openapi_extra=JSONL_BODY,
+)
 async def upload_corpus(
     request: Request,
     services: ServicesDep,
@@ -86,9 +96,9 @@ async def upload_corpus(
             request, settings.home, "corpus.jsonl", settings.max_upload_bytes
         )
     except uploads.UploadTooLargeError as exc:
-        raise _error(413, str(exc), "body") from None
+        raise api_error(413, str(exc), "body") from None
     except uploads.EmptyUploadError as exc:
-        raise _error(422, str(exc), "body") from None
+        raise api_error(422, str(exc), "body") from None
     idem = _idempotency(services, principal, "corpora", idempotency_key)
     try:
         digest = request_digest(name, received.digest)
@@ -99,7 +109,7 @@ async def upload_corpus(
                 corpus_files.store_uploaded_corpus, received, settings.home, name, services.corpora
             )
         except DataError as exc:
-            raise _error(422, exc.reason, "body", exc.line) from None
+            raise api_error(422, exc.reason, "body", exc.line) from None
         if idem is not None:
             idem.complete(digest, record.id)
         return _view(services, record)
@@ -134,7 +144,12 @@ def _register(
     return updated or record, True
 
 
-@router.post("/beir", response_model=CorpusView, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/beir",
+    response_model=CorpusView,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=ALREADY_REGISTERED | responses(400, 422),
+)
 def register_beir(
     body: RegisterBeir, services: ServicesDep, response: Response, _: PrincipalDep
 ) -> CorpusView:
@@ -142,7 +157,7 @@ def register_beir(
     try:
         name = validate_dataset_name(body.name)
     except ValueError as exc:
-        raise _error(422, str(exc), "name") from None
+        raise api_error(422, str(exc), "name") from None
     params = {"source": "beir", "name": name, "md5": body.md5}
     record, created = _register(services, "beir", name, name, params)
     if not created:
@@ -150,7 +165,12 @@ def register_beir(
     return _view(services, record)
 
 
-@router.post("/path", response_model=CorpusView, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/path",
+    response_model=CorpusView,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=ALREADY_REGISTERED | responses(400, 403, 422),
+)
 def register_path(
     body: RegisterPath, services: ServicesDep, response: Response, _: PrincipalDep
 ) -> CorpusView:
@@ -158,9 +178,9 @@ def register_path(
     try:
         folder = confine(body.path, services.settings.allowed_roots)
     except PathRefusedError as exc:
-        raise _error(403, str(exc), "path") from None
+        raise api_error(403, str(exc), "path") from None
     if not folder.is_dir():
-        raise _error(422, "no folder at that path", "path")
+        raise api_error(422, "no folder at that path", "path")
     params = {"source": "path", "path": str(folder)}
     record, created = _register(services, "path", str(folder), body.name or folder.name, params)
     if not created:
@@ -168,11 +188,11 @@ def register_path(
     return _view(services, record)
 
 
-@router.get("", response_model=Page[CorpusView])
+@router.get("", response_model=Page[CorpusView], responses=responses(422))
 def list_corpora(
     services: ServicesDep,
     _: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[CorpusView]:
     records, total = services.corpora.page(offset, limit)
@@ -180,12 +200,12 @@ def list_corpora(
     return Page[CorpusView](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{corpus_id}", response_model=CorpusView)
+@router.get("/{corpus_id}", response_model=CorpusView, responses=responses(404))
 def get_corpus(corpus_id: str, services: ServicesDep, _: PrincipalDep) -> CorpusView:
     return _view(services, _get(services, corpus_id))
 
 
-@router.delete("/{corpus_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{corpus_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(404))
 def delete_corpus(corpus_id: str, services: ServicesDep, _: PrincipalDep) -> Response:
     """Forget a corpus; uploaded and generated corpora's files are deleted, registered folders
     are kept."""
@@ -200,20 +220,26 @@ async def _receive_for(
     request: Request, services: Services, record: CorpusRecord, stem: str
 ) -> uploads.Received:
     if not record.writable:
-        raise _error(409, "registered datasets are read-only; upload a corpus instead", "corpus_id")
+        message = "registered datasets are read-only; upload a corpus instead"
+        raise api_error(409, message, "corpus_id")
     if record.state != "ready":
-        raise _error(409, f"corpus is {record.state}", "corpus_id")
+        raise api_error(409, f"corpus is {record.state}", "corpus_id")
     try:
         return await uploads.receive(
             request, services.settings.home, stem, services.settings.max_upload_bytes
         )
     except uploads.UploadTooLargeError as exc:
-        raise _error(413, str(exc), "body") from None
+        raise api_error(413, str(exc), "body") from None
     except uploads.EmptyUploadError as exc:
-        raise _error(422, str(exc), "body") from None
+        raise api_error(422, str(exc), "body") from None
 
 
-@router.put("/{corpus_id}/queries", response_model=CorpusView)
+@router.put(
+    "/{corpus_id}/queries",
+    response_model=CorpusView,
+    responses=responses(404, 409, 413, 422),
+    openapi_extra=JSONL_BODY,
+)
 async def upload_queries(
     corpus_id: str, request: Request, services: ServicesDep, _: PrincipalDep
 ) -> CorpusView:
@@ -224,13 +250,18 @@ async def upload_queries(
             corpus_files.store_queries, received, _get(services, corpus_id), services.corpora
         )
     except DataError as exc:
-        raise _error(422, exc.reason, "body", exc.line) from None
+        raise api_error(422, exc.reason, "body", exc.line) from None
     finally:
         uploads.discard(received)
     return _view(services, record)
 
 
-@router.put("/{corpus_id}/qrels/{split}", response_model=CorpusView)
+@router.put(
+    "/{corpus_id}/qrels/{split}",
+    response_model=CorpusView,
+    responses=responses(404, 409, 413, 422),
+    openapi_extra=TSV_BODY,
+)
 async def upload_qrels(
     corpus_id: str,
     split: Literal["train", "dev", "test"],
@@ -246,7 +277,7 @@ async def upload_qrels(
             corpus_files.store_qrels, received, _get(services, corpus_id), split, services.corpora
         )
     except DataError as exc:
-        raise _error(422, exc.reason, "body", exc.line) from None
+        raise api_error(422, exc.reason, "body", exc.line) from None
     finally:
         uploads.discard(received)
     return _view(services, record)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from hardneg.service.api.deps import ServicesDep
+from hardneg.service.api.errors import Responses, responses
 from hardneg.service.api.schemas import Readiness
 from hardneg.service.api.security import require_api_key
 from hardneg.service.jobs.worker import alive_workers
@@ -34,7 +35,20 @@ def readyz(services: ServicesDep, response: Response) -> Readiness:
     return Readiness(redis=redis_ok, workers=workers, ready=ready)
 
 
-@router.get("/metrics", dependencies=[Depends(require_api_key)], response_class=Response)
+PROMETHEUS_TEXT: Responses = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_api_key)],
+    response_class=Response,
+    responses=PROMETHEUS_TEXT | responses(401),
+)
 def metrics(request: Request) -> Response:
     """Prometheus text format: jobs by state, cache hits/misses, workers, request latency."""
     registry: CollectorRegistry = request.app.state.metrics_registry

@@ -12,14 +12,15 @@ import time
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hardneg.service.api.deps import PrincipalDep, ServicesDep
-from hardneg.service.api.schemas import JobSubmit, JobView, Page, ResultsPage
-from hardneg.service.jobs.artifacts import discard, read_page
+from hardneg.service.api.deps import IdempotencyKey, PrincipalDep, ServicesDep
+from hardneg.service.api.errors import Responses, api_error, responses
+from hardneg.service.api.schemas import MAX_OFFSET, JobSubmit, JobView, Page, ResultsPage
+from hardneg.service.jobs.artifacts import MEDIA_TYPES, discard, read_page
 from hardneg.service.jobs.paths import PathRefusedError, job_dir
 from hardneg.service.jobs.records import JobRecord, JobState
 from hardneg.service.jobs.recovery import recover
@@ -33,21 +34,28 @@ from hardneg.service.jobs.submit import (
     submit,
 )
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=responses(401, 503))
 
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", max_length=255, description="replay-safe retries")
-]
-
-
-def _error(code: int, message: str, field: str) -> HTTPException:
-    return HTTPException(status_code=code, detail={"message": message, "field": field})
+DEDUPLICATED: Responses = {
+    200: {"model": JobView, "description": "an identical job already exists"}
+}
+BINARY = {"type": "string", "format": "binary"}
+ARTIFACT_FILE: Responses = {
+    200: {
+        "description": "the file (a model folder as .tar.gz)",
+        "content": {
+            # a JSON artifact is any JSON document (stats, metrics); the rest are files
+            media: {"schema": {} if media == "application/json" else BINARY}
+            for media in sorted({*MEDIA_TYPES.values(), "application/octet-stream"})
+        },
+    }
+}
 
 
 def _get(services: Services, job_id: str) -> JobRecord:
     record = services.jobs.get(job_id)
     if record is None:
-        raise _error(404, f"no job {job_id!r}", "job_id")
+        raise api_error(404, f"no job {job_id!r}", "job_id")
     if record.state == "running" and services.jobs.lease_owner(job_id) != record.attempt:
         lease = services.settings.job_lease_seconds
         record = recover(services, job_id, f"no heartbeat for {lease:g}s") or record
@@ -63,7 +71,7 @@ def _check_params(kind: JobKind, params: BaseModel, services: Services) -> None:
         check(services.settings)
     except ValueError as exc:
         field = getattr(exc, "field", None)
-        raise _error(422, str(exc), f"params.{field}" if field else "params") from None
+        raise api_error(422, str(exc), f"params.{field}" if field else "params") from None
 
 
 def _submit(
@@ -77,12 +85,12 @@ def _submit(
     corpus = None
     if kind.needs_corpus:
         if body.corpus_id is None:
-            raise _error(422, f"{kind.name} jobs need a corpus_id", "corpus_id")
+            raise api_error(422, f"{kind.name} jobs need a corpus_id", "corpus_id")
         corpus = services.corpora.get(body.corpus_id)
         if corpus is None:
-            raise _error(404, f"no corpus {body.corpus_id!r}", "corpus_id")
+            raise api_error(404, f"no corpus {body.corpus_id!r}", "corpus_id")
         if corpus.state != "ready":
-            raise _error(409, f"corpus {corpus.id} is {corpus.state}", "corpus_id")
+            raise api_error(409, f"corpus {corpus.id} is {corpus.state}", "corpus_id")
     _check_params(kind, body.params, services)
     idem = (
         Idempotency(services, kind.name, principal_id, idempotency_key) if idempotency_key else None
@@ -91,9 +99,9 @@ def _submit(
     try:
         seen = idem.reserve(digest) if idem else None
     except IdempotencyConflictError as exc:
-        raise _error(422, str(exc), "Idempotency-Key") from None
+        raise api_error(422, str(exc), "Idempotency-Key") from None
     except IdempotencyInProgressError as exc:
-        raise _error(409, str(exc), "Idempotency-Key") from None
+        raise api_error(409, str(exc), "Idempotency-Key") from None
     if seen is not None:
         return JobView.of(_get(services, seen))
     try:
@@ -140,6 +148,7 @@ def _submit_route(kind: JobKind) -> None:
         methods=["POST"],
         response_model=JobView,
         status_code=status.HTTP_202_ACCEPTED,
+        responses=DEDUPLICATED | responses(400, 404, 409, 422),
         summary=f"Submit a {kind.name} job",
         description=kind.description
         + " Identical requests share one job (200 with deduplicated=true) unless force is set.",
@@ -152,13 +161,13 @@ for _kind in KINDS.values():
         _submit_route(_kind)
 
 
-@router.get("", response_model=Page[JobView])
+@router.get("", response_model=Page[JobView], responses=responses(422))
 def list_jobs(
     services: ServicesDep,
     _: PrincipalDep,
     state: JobState | None = None,
     kind: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[JobView]:
     records, total = services.jobs.page(state, kind, offset, limit)
@@ -166,13 +175,18 @@ def list_jobs(
     return Page[JobView](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{job_id}", response_model=JobView)
+@router.get("/{job_id}", response_model=JobView, responses=responses(404))
 def get_job(job_id: str, services: ServicesDep, _: PrincipalDep) -> JobView:
     """Status, stage and progress, stats, attempts, error and artifacts of one job."""
     return JobView.of(_get(services, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobView, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobView,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(404, 409, 422),
+)
 def cancel_job(
     job_id: str,
     services: ServicesDep,
@@ -183,7 +197,7 @@ def cancel_job(
     is killed if it has not stopped after the grace period (at once with ``force``)."""
     record = _get(services, job_id)
     if record.terminal:
-        raise _error(409, f"job is already {record.state}", "job_id")
+        raise api_error(409, f"job is already {record.state}", "job_id")
     services.jobs.request_cancel(job_id)
     now = time.time()
     marked = services.jobs.transition(
@@ -209,37 +223,43 @@ def cancel_job(
 def _artifact_path(services: Services, record: JobRecord, name: str) -> Any:
     entry = record.artifacts.get(name)
     if not isinstance(entry, dict):
-        raise _error(404, f"job {record.id} has no artifact {name!r}", "name")
+        raise api_error(404, f"job {record.id} has no artifact {name!r}", "name")
     try:
         folder = job_dir(services.settings.home, record.id)
     except PathRefusedError:
-        raise _error(404, f"no job {record.id!r}", "job_id") from None
+        raise api_error(404, f"no job {record.id!r}", "job_id") from None
     path = (folder / str(entry["path"])).resolve()
     if not path.is_relative_to(folder.resolve()) or not path.is_file():
-        raise _error(410, f"artifact {name!r} is no longer on disk", "name")
+        raise api_error(410, f"artifact {name!r} is no longer on disk", "name")
     return path, str(entry["media_type"])
 
 
-@router.get("/{job_id}/results", response_model=ResultsPage)
+@router.get(
+    "/{job_id}/results", response_model=ResultsPage, responses=responses(404, 409, 410, 422)
+)
 async def job_results(
     job_id: str,
     services: ServicesDep,
     _: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ResultsPage:
     """One page of the job's results (rows of its JSONL result file)."""
     record = _get(services, job_id)
     if record.state != "succeeded":
-        raise _error(409, f"job is {record.state}; results exist once it succeeded", "job_id")
+        raise api_error(409, f"job is {record.state}; results exist once it succeeded", "job_id")
     if record.results is None:
-        raise _error(404, f"{record.kind} jobs have no paged results", "job_id")
+        raise api_error(404, f"{record.kind} jobs have no paged results", "job_id")
     path, _media = _artifact_path(services, record, record.results)
     items, total = await run_in_threadpool(read_page, path, offset, limit)
     return ResultsPage(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{job_id}/artifacts/{name}", response_class=FileResponse)
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    response_class=FileResponse,
+    responses=ARTIFACT_FILE | responses(404, 410),
+)
 def download_artifact(job_id: str, name: str, services: ServicesDep, _: PrincipalDep) -> Any:
     """Download one artifact (JSONL, Parquet, JSON, a model folder as .tar.gz)."""
     record = _get(services, job_id)
@@ -247,12 +267,12 @@ def download_artifact(job_id: str, name: str, services: ServicesDep, _: Principa
     return FileResponse(path, media_type=media, filename=name)
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(404, 409))
 def delete_job(job_id: str, services: ServicesDep, _: PrincipalDep) -> Response:
     """Forget a finished job and delete its artifacts (cancel a running one first)."""
     record = _get(services, job_id)
     if not record.terminal:
-        raise _error(409, f"job is {record.state}; cancel it first", "job_id")
+        raise api_error(409, f"job is {record.state}; cancel it first", "job_id")
     services.jobs.delete(record)
     discard(job_dir(services.settings.home, record.id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
