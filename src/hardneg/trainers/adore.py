@@ -20,32 +20,30 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from hardneg.core.beir import Corpus, DataError, find_corpus_file, load_corpus
+from hardneg.core.beir import Corpus, DataError
 from hardneg.core.dense import DenseIndex, DenseIndexConfig
-from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import (
     already_finished,
     finish,
     load_trainable_encoder,
-    model_reference,
     require_negatives,
     start,
 )
 from hardneg.trainers.config import TrainingConfig
 from hardneg.trainers.data import BatchSchedule, TrainExample, load_examples
-from hardneg.trainers.distributed import DistContext, barrier
+from hardneg.trainers.distributed import DistContext
 from hardneg.trainers.encoding import BiEncoderForward, tokenize
 from hardneg.trainers.evaluation import DenseEvaluator
+from hardneg.trainers.frozen import (
+    corpus_folder,
+    document_model_name,
+    frozen_document_side,
+    write_query_encoder_folder,
+)
 from hardneg.trainers.loop import LossFn, TrainingTask, train_loop
 from hardneg.trainers.losses import adore_loss
-from hardneg.trainers.output import (
-    BUNDLED_DOC_ENCODER,
-    DUAL_FILE,
-    dual_reference,
-    write_model_folder,
-)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -136,36 +134,6 @@ def make_loss(
     return compute
 
 
-def _corpus_folder(config: TrainingConfig) -> Path:
-    folder = config.data.corpus or config.eval.data
-    if folder is None:
-        raise DataError("config", None, "ADORE needs 'corpus' (or eval 'data'): a BEIR folder")
-    return folder
-
-
-def frozen_document_side(
-    config: TrainingConfig, workspace: Workspace, ctx: DistContext, progress: Progress
-) -> tuple[SentenceTransformer, Corpus, npt.NDArray[np.float32], DenseIndex]:
-    """The frozen document encoder, its corpus embeddings (cached) and their FAISS index."""
-    corpus = load_corpus(find_corpus_file(_corpus_folder(config)))
-    doc_name = config.adore.document_model or config.model.model
-    plain = config.replace(gradient_checkpointing=False)
-    doc_model = load_trainable_encoder(doc_name, plain, ctx.device)
-    doc_model.eval()
-    doc_model.requires_grad_(False)
-    if not ctx.is_main:
-        barrier(ctx)  # rank 0 encodes and stores the corpus once; the others then read it
-    vectors = workspace.embeddings.encode_corpus(
-        doc_model, corpus, config.model.doc_prompt, progress=progress
-    )
-    if ctx.is_main:
-        barrier(ctx)
-    index_config = DenseIndexConfig(kind=config.eval.index)
-    stem = EmbeddingKey.for_model(corpus, doc_model, config.model.doc_prompt).stem
-    index = workspace.dense_index(vectors, corpus.ids, stem, index_config)
-    return doc_model, corpus, vectors, index
-
-
 def train_adore(
     config: TrainingConfig, workspace: Workspace, progress: Progress = no_progress
 ) -> dict[str, Any]:
@@ -181,7 +149,7 @@ def train_adore(
     schedule = BatchSchedule(
         examples, config.train.per_device_batch_size * ctx.world_size, 0, config.train.seed
     )
-    doc_name = config.adore.document_model or config.model.model
+    doc_name = document_model_name(config)
     query_model = load_trainable_encoder(config.model.model or doc_name, config, ctx.device)
     evaluator = None
     if config.eval.data is not None:
@@ -193,7 +161,7 @@ def train_adore(
             DenseIndexConfig(kind=config.eval.index),
             config.model.query_prompt,
             config.model.doc_prompt,
-            corpus=corpus if config.eval.data == _corpus_folder(config) else None,
+            corpus=corpus if config.eval.data == corpus_folder(config) else None,
             progress=progress,
             seed=config.train.seed,
         )
@@ -208,37 +176,6 @@ def train_adore(
     result = train_loop(task, config, ctx, progress)
     info: dict[str, Any] = {}
     if ctx.is_main:
-        info = _save(config, result, query_model, doc_model, doc_name)
+        info = write_query_encoder_folder("adore", config, result, query_model, doc_model)
     finish(config, ctx)
     return info
-
-
-def _save(
-    config: TrainingConfig,
-    result: Any,
-    query_model: SentenceTransformer,
-    doc_model: SentenceTransformer,
-    doc_name: str | None,
-) -> dict[str, Any]:
-    bundle = config.adore.bundle_document_encoder
-    reference = BUNDLED_DOC_ENCODER if bundle else model_reference(doc_name)
-
-    def save(folder: Path) -> None:
-        query_model.save(str(folder))
-        if bundle:
-            doc_model.save(str(folder / BUNDLED_DOC_ENCODER))
-
-    card = (
-        f"\nThis folder is the **query encoder**. Documents must be encoded with the frozen "
-        f"document encoder `{reference}` (see `{DUAL_FILE}`); "
-        "`hardneg.trainers.output.load_dual_encoder(path)` returns both.\n"
-    )
-    return write_model_folder(
-        config.train.output_dir,
-        save,
-        "adore",
-        config,
-        result,
-        extra_files={DUAL_FILE: dual_reference(doc_model, reference)},
-        card_extra=card,
-    )

@@ -1,6 +1,12 @@
 """Shared-encoder training on (query, positive, static hard negatives) batches: STAR and the
 sentence-transformers baseline differ only in the loss applied to the same batch.
 
+With ``freeze_documents`` only the query tower trains: positives and negatives are scored with
+frozen embeddings (:class:`~hardneg.trainers.frozen.FrozenDocuments`), so the corpus is encoded
+once and a step costs a query-side forward and backward only (the DRhard paper's query-encoder
+comparison of static against dynamic negatives). The output then pairs the query encoder with its
+frozen document encoder, as ADORE's does.
+
 Each rank encodes its slice of the global batch; positives and negatives are gathered from all
 ranks (with gradients flowing back to their owners), so every query is scored against the whole
 global batch exactly as in a single-process run with the global batch size.
@@ -13,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from hardneg.core.beir import Corpus
 from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
@@ -24,10 +31,23 @@ from hardneg.trainers.common import (
     start,
 )
 from hardneg.trainers.config import TrainingConfig
-from hardneg.trainers.data import PAD_ID, Batch, BatchSchedule, load_examples, negative_mask
+from hardneg.trainers.data import (
+    PAD_ID,
+    Batch,
+    BatchSchedule,
+    TrainExample,
+    load_examples,
+    negative_mask,
+)
 from hardneg.trainers.distributed import DistContext, all_reduce_sum, gather_with_grad
 from hardneg.trainers.encoding import BiEncoderForward, tokenize
 from hardneg.trainers.evaluation import DenseEvaluator
+from hardneg.trainers.frozen import (
+    FrozenDocuments,
+    corpus_folder,
+    frozen_document_side,
+    write_query_encoder_folder,
+)
 from hardneg.trainers.loop import LossFn, TrainingTask, train_loop
 from hardneg.trainers.losses import mnrl_loss, star_loss
 from hardneg.trainers.output import write_model_folder
@@ -94,14 +114,39 @@ def make_loss(
     model: SentenceTransformer,
     config: TrainingConfig,
     ctx: DistContext,
+    frozen: FrozenDocuments | None = None,
 ) -> LossFn:
+    args = config.model
+
     def compute(forward: torch.nn.Module, micro_step: int) -> torch.Tensor:
         batch = schedule.batch(micro_step)
         local = batch.shard(ctx.rank, ctx.world_size)
-        queries, positives, negatives = encode_batch(forward, model, local, config, ctx.device)
+        if frozen is None:
+            queries, positives, negatives = encode_batch(forward, model, local, config, ctx.device)
+        else:
+            features = tokenize(
+                model, local.queries, args.max_query_length, ctx.device, args.query_prompt
+            )
+            queries = forward([features])[0]  # (b, dim)
+            positives = frozen.lookup(local.positive_ids, ctx.device)  # (b, dim)
+            negatives = frozen.lookup(local.negative_ids, ctx.device)  # (b * k, dim)
         return batch_loss(kind, batch, queries, positives, negatives, ctx, config.train.scale)
 
     return compute
+
+
+def _frozen_side(
+    config: TrainingConfig,
+    workspace: Workspace,
+    ctx: DistContext,
+    examples: list[TrainExample],
+    progress: Progress,
+) -> tuple[SentenceTransformer, Corpus, FrozenDocuments]:
+    doc_model, corpus, vectors, _ = frozen_document_side(config, workspace, ctx, progress)
+    table = FrozenDocuments.for_examples(
+        examples, corpus, vectors, doc_model, config.model.doc_prompt
+    )
+    return doc_model, corpus, table
 
 
 def train_bi_encoder(
@@ -121,15 +166,23 @@ def train_bi_encoder(
         examples, global_batch, config.data.negatives_per_query, config.train.seed
     )
     model = load_trainable_encoder(config.model.model, config, ctx.device)
+    frozen: FrozenDocuments | None = None
+    doc_model, corpus = model, None
+    if config.model.freeze_documents:
+        doc_model, corpus, frozen = _frozen_side(config, workspace, ctx, examples, progress)
     evaluator = None
     if config.eval.data is not None:
         evaluator = DenseEvaluator(
             config.eval.data,
             workspace,
-            model,
+            doc_model,
+            model if frozen is not None else None,
             index_config=DenseIndexConfig(kind=config.eval.index),
             query_prompt=config.model.query_prompt,
             corpus_prompt=config.model.doc_prompt,
+            corpus=corpus
+            if frozen is not None and config.eval.data == corpus_folder(config)
+            else None,
             progress=progress,
             seed=config.train.seed,
         )
@@ -138,12 +191,14 @@ def train_bi_encoder(
         forward=BiEncoderForward(model),
         weights=model,
         micro_batches_per_epoch=schedule.batches_per_epoch,
-        compute_loss=make_loss(kind, schedule, model, config, ctx),
+        compute_loss=make_loss(kind, schedule, model, config, ctx, frozen),
         evaluator=evaluator,
     )
     result = train_loop(task, config, ctx, progress)
     info: dict[str, Any] = {}
-    if ctx.is_main:
+    if ctx.is_main and frozen is not None:
+        info = write_query_encoder_folder(kind, config, result, model, doc_model)
+    elif ctx.is_main:
         info = write_model_folder(
             config.train.output_dir, lambda folder: model.save(str(folder)), kind, config, result
         )

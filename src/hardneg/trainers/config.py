@@ -33,6 +33,9 @@ class ModelArguments:
     doc_prompt: str = ""
     gradient_checkpointing: bool = False
     dropout: bool = True  # False: train in eval mode (bit-identical across world sizes)
+    # STAR/baseline: train the query tower only, scoring documents with frozen embeddings from
+    # adore.document_model (default: the model itself); the corpus is then encoded only once
+    freeze_documents: bool = False
 
 
 @dataclass(frozen=True)
