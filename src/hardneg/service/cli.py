@@ -19,6 +19,7 @@ from hardneg.core.dense import DenseIndexConfig, IndexKind
 from hardneg.core.download import BEIR_MD5, DownloadError, download_beir
 from hardneg.core.metrics import METRIC_NAMES
 from hardneg.core.workspace import Workspace
+from hardneg.service.commands import experiment as experiment_command
 from hardneg.service.commands import generate as generate_command
 from hardneg.service.commands import mine as mine_command
 from hardneg.service.commands import serve as serve_command
@@ -143,6 +144,7 @@ def datasets_download(
 
 # Sub-commands that live in their own modules (hardneg.service.commands.*) register here.
 _REGISTRARS: tuple[Callable[[typer.Typer], None], ...] = (
+    experiment_command.register,
     generate_command.register,
     mine_command.register,
     train_command.register,

@@ -10,10 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hardneg.core.beir import DataError
-from hardneg.core.download import DownloadError
 from hardneg.miners.llm.backends import BACKENDS, Backend, BackendConfig
-from hardneg.miners.llm.client import LLMError
+from hardneg.service.commands.errors import USER_ERRORS
 from hardneg.service.pipelines.generate import (
     GenerateQueriesRequest,
     GenerateQueriesResult,
@@ -124,15 +122,7 @@ def generate_queries(
         )
         with ProgressBars(console) as progress:
             result = run_generate_queries(request, settings, output, progress)
-    except (
-        DataError,
-        DownloadError,
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-        ImportError,
-        LLMError,
-    ) as exc:
+    except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from None
     console.print(summary_table(result))

@@ -1,0 +1,115 @@
+"""The experiment's PNG plots (matplotlib's Agg canvas, no pyplot global state): metric bars per
+method, base-model score histograms of positives vs negatives per method, training curves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hardneg.core.atomic import atomic_path
+
+BAR_METRICS = ("ndcg@10", "recall@100", "p@10")
+Curve = dict[str, list[list[float]]]  # {"loss": [[step, value], ...], "ndcg@10": [...]}
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as temp:
+        figure.savefig(temp, format="png")
+    return path
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def plot_metrics(path: Path, report: Mapping[str, Any]) -> Path:
+    """One panel per metric: a bar per baseline and per method (after STAR -> ADORE)."""
+    labels = list(report["baselines"]) + list(report["methods"])
+    values = {
+        metric: [report["baselines"][b].get(metric) or 0.0 for b in report["baselines"]]
+        + [report["methods"][m].get(metric) or 0.0 for m in report["methods"]]
+        for metric in BAR_METRICS
+    }
+    figure = _figure(4.2 * len(BAR_METRICS), 4)
+    colors = ["tab:gray"] * len(report["baselines"]) + ["tab:blue"] * len(report["methods"])
+    for i, metric in enumerate(BAR_METRICS):
+        axes = figure.add_subplot(1, len(BAR_METRICS), i + 1)
+        axes.bar(range(len(labels)), values[metric], color=colors)
+        axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        low = min(values[metric]) if values[metric] else 0.0
+        axes.set_ylim(max(0.0, low - 0.1 * max(low, 1e-9)), None)
+        axes.set_title(metric)
+        for x, v in enumerate(values[metric]):
+            axes.text(x, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    return _save(figure, path)
+
+
+def plot_scores(path: Path, scores: Mapping[str, Any]) -> Path:
+    """Per method, overlaid histograms of the base model's positive and negative cosines."""
+    methods = scores["methods"]
+    figure = _figure(4 * max(1, len(methods)), 3.6)
+    all_values = [v for m in methods.values() for part in m.values() for v in part]
+    low, high = (min(all_values), max(all_values)) if all_values else (0.0, 1.0)
+    bins = [float(b) for b in np.linspace(low, high if high > low else low + 1.0, 31)]
+    for i, (method, parts) in enumerate(methods.items()):
+        axes = figure.add_subplot(1, len(methods), i + 1)
+        for name, color in (("positive", "tab:green"), ("negative", "tab:red")):
+            label = f"{name} (n={len(parts[name])})"
+            axes.hist(parts[name], bins=bins, alpha=0.55, color=color, label=label)
+        axes.set_title(f"{method} negatives")
+        axes.set_xlabel(f"{scores['similarity']} (base model)")
+        axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> Curve:
+    """Loss and test nDCG@10 by optimizer step, STAR then ADORE on one step axis."""
+    curve: Curve = {"loss": [], "ndcg@10": [], "adore_from_step": []}
+    offset = 0
+    for stage in ("star", "star_adore"):
+        folder = Path(runs[stage]["output"])
+        history = folder / "metrics.jsonl"
+        lines = history.read_text().splitlines() if history.is_file() else []
+        for line in lines:
+            entry = json.loads(line)
+            step = offset + int(entry.get("step", 0))
+            if entry.get("event") == "train":
+                curve["loss"].append([step, float(entry["loss"])])
+            elif entry.get("event") == "eval" and "ndcg@10" in entry:
+                curve["ndcg@10"].append([step, float(entry["ndcg@10"])])
+        if stage == "star":
+            offset = int((runs[stage].get("summary") or {}).get("steps", 0))
+            curve["adore_from_step"] = [[offset, 0.0]]
+    return curve
+
+
+def plot_curves(path: Path, curves: Mapping[str, Curve]) -> Path:
+    """Training loss (left) and test nDCG@10 (right) per method; the dotted line starts ADORE."""
+    figure = _figure(11, 4)
+    loss_axes = figure.add_subplot(1, 2, 1)
+    ndcg_axes = figure.add_subplot(1, 2, 2)
+    for method, curve in curves.items():
+        if curve["loss"]:
+            steps, values = zip(*curve["loss"], strict=True)
+            loss_axes.plot(steps, values, label=method)
+        if curve["ndcg@10"]:
+            steps, values = zip(*curve["ndcg@10"], strict=True)
+            ndcg_axes.plot(steps, values, marker="o", label=method)
+    for axes in (loss_axes, ndcg_axes):
+        for method_curve in curves.values():
+            for start, _ in method_curve["adore_from_step"][:1]:
+                axes.axvline(start, color="gray", linestyle=":")
+        axes.set_xlabel("optimizer step (STAR, then ADORE)")
+        axes.legend(fontsize=8)
+    loss_axes.set_title("training loss")
+    ndcg_axes.set_title("test nDCG@10")
+    return _save(figure, path)
