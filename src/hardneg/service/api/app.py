@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from hardneg.service.api.errors import install_handlers
 from hardneg.service.api.limits import BodyLimitMiddleware
 from hardneg.service.api.metrics import LatencyMiddleware, make_registry
-from hardneg.service.api.routes import corpora, health, jobs
+from hardneg.service.api.routes import corpora, dashboard, health, jobs
 from hardneg.service.api.security import KeyGate
 from hardneg.service.jobs.services import Services
 from hardneg.service.settings import Settings
@@ -62,10 +62,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.public_docs:
         open_paths |= {"/docs", "/docs/oauth2-redirect", "/openapi.json"}
     app.add_middleware(BodyLimitMiddleware, routes=app)
-    app.add_middleware(KeyGate, keys=app.state.api_keys, open_paths=frozenset(open_paths))
+    # the dashboard's pages check the key themselves (cookie or header) and redirect to sign in
+    open_paths |= dashboard.OPEN_PATHS
+    app.add_middleware(
+        KeyGate,
+        keys=app.state.api_keys,
+        open_paths=frozenset(open_paths),
+        open_prefixes=dashboard.OPEN_PREFIXES,
+    )
     app.add_middleware(LatencyMiddleware, latency=latency)
     install_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router)
     app.include_router(jobs.router)
+    app.include_router(dashboard.router)
     return app

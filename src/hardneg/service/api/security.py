@@ -67,13 +67,26 @@ def bearer_token(authorization: bytes | None) -> str | None:
 class KeyGate:
     """ASGI middleware: 401 for any request to a closed path without a configured key."""
 
-    def __init__(self, app: ASGIApp, keys: list[bytes], open_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: list[bytes],
+        open_paths: frozenset[str],
+        open_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.keys = keys
         self.open_paths = open_paths
+        self.open_prefixes = open_prefixes  # routes that check a key themselves (dashboard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or not self.keys
+            or path in self.open_paths
+            or path.startswith(self.open_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         token = bearer_token(dict(scope.get("headers") or []).get(b"authorization"))
