@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from hardneg.service.jobs.context import JobContext, JobOutcome
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
 from hardneg.service.jobs.kinds.evaluate import EvaluateParams
+from hardneg.service.jobs.kinds.experiment import ExperimentParams
 from hardneg.service.jobs.kinds.generate import GenerateParams
 from hardneg.service.jobs.kinds.mine import MineParams
 from hardneg.service.jobs.kinds.train import TrainParams
@@ -84,6 +85,14 @@ KINDS: dict[str, JobKind] = {
             description="Write queries for sampled passages with the server's LLM, keep those "
             "whose passage a retriever finds again (round trip), and register the result as a "
             "new corpus (stats.corpus_id) with qrels/train.tsv.",
+        ),
+        JobKind(
+            name="experiment",
+            params=ExperimentParams,
+            run="hardneg.service.jobs.kinds.experiment:run",
+            description="Which negatives help on this corpus? Mine bm25, dense, cross-encoder and "
+            "LLM negatives with one budget, train each with STAR then ADORE, score them on the "
+            "test split; report.md/json and plots are published as artifacts.",
         ),
         JobKind(
             name="corpus",

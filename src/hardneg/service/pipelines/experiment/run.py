@@ -275,7 +275,12 @@ class Experiment:
         }
         if self.settings.device:
             values["device"] = self.settings.device
-        return config_from_mapping(values | overrides, "experiment profile")
+        values |= overrides
+        rows = _count_lines(Path(negatives))
+        if rows < int(str(values["per_device_batch_size"])):
+            logger.info("batch size cut to the %d training queries of %s", rows, negatives)
+            values["per_device_batch_size"] = max(1, rows)
+        return config_from_mapping(values, "experiment profile")
 
     def train(self, kind: TrainerKind, config: TrainingConfig) -> Stage:
         info = trainer_for(kind)(config, self.workspace, self.progress)
@@ -342,6 +347,11 @@ class Experiment:
         )
         files = write_report(self.output, report, methods, scores)
         return ExperimentResult(self.output, report, files)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def run_experiment(
