@@ -1,8 +1,9 @@
-"""Auth: every route but the named open ones refuses a missing or wrong key with 401, a refused
-request changes nothing, and keys never appear in error bodies or in the server's log.
+"""Auth: every route but the named open ones refuses a missing or wrong key, a refused request
+changes nothing, and keys never appear in error bodies or in the server's log.
 
 The routes come from the application itself (:func:`protected_routes`), so a route added later
-is covered without touching this file. ``bench/reliability.py`` records the same checks.
+is covered without touching this file. A refusal is a 401, or for a dashboard page a browser
+navigates to, a redirect to the sign-in form. ``bench/reliability.py`` records the same checks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from hardneg.service.api.app import create_app
+from hardneg.service.api.routes.dashboard import LOGIN_PATH
 from hardneg.service.api.routing import api_routes
 from hardneg.service.settings import Settings
 from tests.conftest import TINY_DOCS
@@ -33,6 +35,7 @@ from tests.test_service_support import (
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+OPEN_ROUTES = frozenset({("GET", LOGIN_PATH)})  # the dashboard's sign-in form
 WRONG_KEY = "wrong-" + API_KEY[::-1]
 REFUSED_HEADERS: dict[str, dict[str, str]] = {
     "missing": {},
@@ -48,6 +51,7 @@ REFUSED_HEADERS: dict[str, dict[str, str]] = {
 class Endpoint:
     method: str
     path: str  # the template, e.g. /v1/jobs/{job_id}
+    documented: bool  # in the OpenAPI schema (the dashboard's HTML pages are not)
 
     @property
     def url(self) -> str:
@@ -55,13 +59,13 @@ class Endpoint:
 
 
 def protected_routes(app: FastAPI) -> list[Endpoint]:
-    """Every (method, path) the app serves except the open health probes and docs."""
+    """Every (method, path) the app serves except the open health probes, docs and sign-in."""
     found = {
-        Endpoint(method, route.path)
+        Endpoint(method, route.path, bool(getattr(route, "include_in_schema", True)))
         for route in api_routes(app.routes)
         if route.path not in OPEN_PATHS
         for method in (route.methods or ())
-        if method != "HEAD"
+        if method != "HEAD" and (method, route.path) not in OPEN_ROUTES
     }
     return sorted(found, key=lambda e: (e.path, e.method))
 
@@ -76,7 +80,7 @@ class AuthReport:
     def summary(self) -> dict[str, object]:
         return {
             "requests": self.checked,
-            "refused_401": self.refused,
+            "refused": self.refused,
             "key_in_body": self.leaks,
             "unexpected": (self.unexpected or [])[:20],
         }
@@ -90,13 +94,21 @@ def check_refusals(client: httpx.Client, endpoints: list[Endpoint]) -> AuthRepor
             body = jsonl(TINY_DOCS) if endpoint.method in MUTATING else None
             response = client.request(endpoint.method, endpoint.url, headers=headers, content=body)
             report.checked += 1
-            if response.status_code == 401 and response.headers.get("www-authenticate") == "Bearer":
+            if refused(endpoint, response):
                 report.refused += 1
             else:
                 report.unexpected.append(f"{label} {endpoint.method} {endpoint.path}: {response}")
             if API_KEY in response.text or WRONG_KEY in response.text:
                 report.leaks += 1
     return report
+
+
+def refused(endpoint: Endpoint, response: httpx.Response) -> bool:
+    if response.status_code == 401:  # the API says how to authenticate; the dashboard need not
+        return not endpoint.documented or response.headers.get("www-authenticate") == "Bearer"
+    # a page a browser navigates to sends it to the sign-in form instead
+    redirect = response.status_code == 303 and response.headers.get("location") == LOGIN_PATH
+    return redirect and not endpoint.documented and endpoint.method == "GET"
 
 
 def stored(client: httpx.Client) -> tuple[int, int]:
@@ -147,7 +159,7 @@ def test_the_route_list_comes_from_the_app_and_names_every_mutation(server: Serv
         for method in item
         if path not in OPEN_PATHS
     }
-    assert documented == {(e.method, e.path) for e in endpoints}
+    assert documented == {(e.method, e.path) for e in endpoints if e.documented}
     for method, path in documented:  # and OpenAPI tells clients each one needs the key
         operation = schema["paths"][path][method.lower()]
         assert operation.get("security") == [{"HTTPBearer": []}], (method, path)

@@ -263,7 +263,9 @@ def _schemathesis(
     ]
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    run = subprocess.run(  # in the scratch folder: schemathesis keeps a cache in its cwd
+        command, cwd=folder, capture_output=True, text=True, timeout=1800, check=False
+    )
     (folder / f"{stage}.txt").write_text(run.stdout + run.stderr)
     assert events.is_file(), run.stdout[-4000:] + run.stderr[-4000:]
     return read_events(events)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,17 +243,33 @@ def send(client: httpx.Client, case: Hostile, context: Context) -> httpx.Respons
         )
     body = json.loads(_fill(json.dumps(case.json), context)) if case.json is not None else None
     if content is not None and "Content-Length" in case.headers:
-        declared = content
-
-        def stream() -> Iterator[bytes]:  # the declared length, not this body's, is what counts
-            yield declared
-
-        return client.request(
-            case.method, _fill(case.path, context), content=stream(), headers=case.headers
-        )
+        return _declared(client, case.method, _fill(case.path, context), case.headers, content)
     return client.request(
         case.method, _fill(case.path, context), content=content, json=body, headers=case.headers
     )
+
+
+def _declared(
+    client: httpx.Client, method: str, path: str, headers: dict[str, str], content: bytes
+) -> httpx.Response:
+    """A request whose declared Content-Length is not what follows (HTTP clients refuse to send
+    one): through the ASGI client as a stream, over the network on a raw socket."""
+    if isinstance(client, TestClient):
+
+        def stream() -> Iterator[bytes]:
+            yield content
+
+        return client.request(method, path, content=stream(), headers=headers)
+    url = client.base_url
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {url.host}:{url.port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in {**client.headers, **headers}.items()]
+    with socket.create_connection((url.host, url.port or 80), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + content)
+        raw = b"".join(iter(lambda: sock.recv(65536), b""))
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    pairs = [tuple(line.split(": ", 1)) for line in header_lines if ": " in line]
+    return httpx.Response(int(status_line.split()[1]), headers=pairs, content=payload)
 
 
 def stored_state(client: httpx.Client, home: Path, corpus_id: str) -> dict[str, object]:
