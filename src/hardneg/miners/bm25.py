@@ -14,6 +14,7 @@ import bm25s
 import numpy as np
 
 from hardneg.core.beir import BeirSplit
+from hardneg.core.bm25 import FORMAT_VERSION as BM25_FORMAT
 from hardneg.core.bm25 import BM25Index, BM25Params
 from hardneg.core.cache import Cache
 from hardneg.core.progress import Progress, no_progress
@@ -42,7 +43,8 @@ def bm25_key(split: BeirSplit, params: BM25Params, depth: int) -> str:
             "corpus": split.corpus.fingerprint,
             "queries": queries_fingerprint(split),
             "params": asdict(params),
-            "bm25s": bm25s.__version__,
+            "bm25s": bm25s.__version__,  # its tokenizer
+            "index": BM25_FORMAT,  # 2: our numpy index (top-k ties now go to the lower row)
             "depth": depth,
         },
     )
@@ -54,21 +56,19 @@ def search_candidates(
     depth: int,
     progress: Progress = no_progress,
 ) -> CandidateLists:
-    """Top-``depth`` BM25 hits per query plus the BM25 scores of its positives."""
+    """Top-``depth`` BM25 hits per query plus the BM25 scores of its positives (read from the
+    same score block as the hits, so a positive in the top-``depth`` has its listed score)."""
     query_ids = list(split.queries)
     tokens = index.tokenize([split.queries[q] for q in query_ids])
-    results = index.search_tokens(tokens, query_ids, depth, progress)
     positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
-    positive_scores = tuple(
-        tuple(index.score_documents(tokens[i], [split.corpus.position(d) for d in positives]))
-        for i, positives in enumerate(positive_ids)
-    )
+    rows = [[split.corpus.position(d) for d in positives] for positives in positive_ids]
+    results, positive_scores = index.search_and_score(tokens, query_ids, depth, rows, progress)
     return CandidateLists(
         query_ids=tuple(query_ids),
         positions=results.positions.astype(np.int32),
         scores=results.scores.astype(np.float32),
         positive_ids=positive_ids,
-        positive_scores=positive_scores,
+        positive_scores=tuple(tuple(scores) for scores in positive_scores),
     )
 
 
