@@ -113,6 +113,28 @@ def normalize_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+# the characters str.split() separates words on: ASCII ones, and the others (Unicode White_Space)
+_ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+OTHER_SPACE = (
+    "\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def squeezed_text(text: str) -> bytes:
+    """``normalize_text`` with the spaces left out, UTF-8: texts with equal normalised texts
+    always have equal squeezed texts (the converse can fail: "a bc" and "ab c").
+
+    Cheap for ASCII text (where ``casefold`` is ``lower`` and the whitespace is ASCII): a
+    pre-grouping, so that ``normalize_text`` runs only where squeezed texts collide.
+    """
+    if text.isascii():
+        return text.lower().encode("ascii").translate(None, _ASCII_SPACE)
+    folded = text.casefold()
+    if any(space in folded for space in OTHER_SPACE):
+        return "".join(folded.split()).encode()
+    return folded.encode().translate(None, _ASCII_SPACE)  # UTF-8 keeps ASCII bytes apart
+
+
 def text_key(text: str) -> str:
     """The identity used for dedupe: a digest of the normalised text."""
     return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).hexdigest()

@@ -1,81 +1,207 @@
-"""Turn cached candidate lists into mined rows by running the shared filters per query."""
+"""Turn cached candidate lists into mined rows by running the shared filters on all queries at once.
+
+The filters are those of ``miners.filters`` (whose ``select_negatives`` is the one-query
+reference); here they run as array operations over the (queries x depth) candidate lists, with
+identical results: the same negatives in the same order, and the same removal counts.
+tests/test_selection_batch.py checks that equivalence on random pools and every option.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from hardneg.core.beir import BeirSplit
+import numpy as np
+import numpy.typing as npt
+
+from hardneg.core.beir import BeirSplit, Corpus
 from hardneg.core.negatives import MinedQuery
 from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.candidates import CandidateLists
 from hardneg.miners.filters import (
-    Candidate,
+    REMOVAL_REASONS,
     FilterConfig,
-    QueryPool,
-    Selection,
-    select_negatives,
-    text_key,
+    normalize_text,
+    query_rng,
+    squeezed_text,
 )
-from hardneg.miners.job import FilterReport, MinedRun, merge_counts
+from hardneg.miners.job import FilterReport, MinedRun
 
 logger = logging.getLogger(__name__)
 
-_PROGRESS_EVERY = 1000
+Mask = npt.NDArray[np.bool_]
+Rows = npt.NDArray[np.int64]
 
 
-class CorpusKeys:
-    """``text_key`` of corpus rows, computed once per row and only for rows that are asked for."""
+class CorpusTexts(dict[int, str]):
+    """``full_text`` of corpus rows, each built once and only when asked for."""
 
-    def __init__(self, split: BeirSplit) -> None:
-        self._corpus = split.corpus
-        self._keys: dict[int, str] = {}
+    def __init__(self, corpus: Corpus) -> None:
+        super().__init__()
+        self.corpus = corpus
 
-    def __call__(self, position: int) -> str:
-        key = self._keys.get(position)
-        if key is None:
-            key = text_key(self._corpus.document(position).full_text)
-            self._keys[position] = key
-        return key
+    def __missing__(self, row: int) -> str:
+        text = self[row] = self.corpus.document(row).full_text
+        return text
 
 
-def query_pool(split: BeirSplit, lists: CandidateLists, row: int, keys: CorpusKeys) -> QueryPool:
-    """Query ``row`` of ``lists`` as the filters see it."""
+def text_classes(
+    texts: CorpusTexts, rows: Rows, queries: Sequence[str]
+) -> tuple[dict[int, int], list[int]]:
+    """Dedupe identity of corpus ``rows`` and of ``queries``: equal ids <=> equal normalised text.
+
+    Returns (corpus row -> class id, one class id per query; -1 where no listed row has the
+    query's text). Rows are first grouped by ``squeezed_text`` (cheap); ``normalize_text`` only
+    splits the groups that hold several rows or a query's text.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for row in rows.tolist():
+        groups.setdefault(squeezed_text(texts[row]), []).append(row)
+    of_row: dict[int, int] = {}
+    by_text: dict[tuple[bytes, str], int] = {}
+    normalised = [normalize_text(query) for query in queries]
+    asked = {text.replace(" ", "").encode() for text in normalised}  # squeezed_text of each
+    for squeezed, members in groups.items():
+        if len(members) == 1 and squeezed not in asked:
+            of_row[members[0]] = len(by_text)
+            by_text[(squeezed, "")] = len(by_text)
+            continue
+        for row in members:
+            key = (squeezed, normalize_text(texts[row]))
+            of_row[row] = by_text.setdefault(key, len(by_text))
+    query_classes = [by_text.get((t.replace(" ", "").encode(), t), -1) for t in normalised]
+    return of_row, query_classes
+
+
+def _padded(rows: Sequence[Sequence[int]], fill: int) -> Rows:
+    """Ragged int lists as a (len(rows), max length) array padded with ``fill``."""
+    out = np.full((len(rows), max((len(r) for r in rows), default=0)), fill, dtype=np.int64)
+    for i, values in enumerate(rows):
+        out[i, : len(values)] = values
+    return out
+
+
+def _member(values: Rows, sets: Rows) -> Mask:
+    """values[i, j] in sets[i, :] for every i, j: (n, depth) vs (n, width) -> (n, depth)."""
+    if sets.shape[1] == 0:
+        return np.zeros(values.shape, dtype=bool)
+    return (values[:, :, None] == sets[:, None, :]).any(axis=2)
+
+
+def _classes_at(rows: Rows, needed: Rows, of_row: Mapping[int, int]) -> Rows:
+    """``of_row[rows[i, j]]`` as an array; -2 for rows (and padding) not in sorted ``needed``."""
+    if len(needed) == 0:
+        return np.full(rows.shape, -2, dtype=np.int64)
+    at = np.minimum(np.searchsorted(needed, rows), len(needed) - 1)
+    known = np.fromiter((of_row[r] for r in needed.tolist()), np.int64, len(needed))
+    return np.where(needed[at] == rows, known[at], -2)
+
+
+def _rank(mask: Mask) -> Rows:
+    """1-based rank of each True cell among the True cells of its row (0 elsewhere)."""
+    return np.where(mask, np.cumsum(mask, axis=1), 0)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """Per query (rows of the lists): the chosen candidates' columns, in score order."""
+
+    order: Rows  # (n, depth) columns of the lists, best score first (stable), padding last
+    chosen: Mask  # (n, depth) over ``order``: the negatives picked
+    removed: dict[str, int]  # reason -> candidates removed, over the filtered queries
+
+
+def _score_reasons(
+    scores: npt.NDArray[np.float64], lowest: npt.NDArray[np.float64], config: FilterConfig
+) -> list[tuple[str, Mask]]:
+    """Step 3's tests (``score_rejection``) as masks, in the order the reasons are counted."""
+    p = lowest[:, None]
+    tests: list[tuple[str, Mask]] = []
+    if config.absolute_margin is not None:
+        tests.append(("absolute_margin", scores + config.absolute_margin > p))
+    if config.relative_margin is not None:
+        tests.append(("relative_margin", scores > p - np.abs(p) * config.relative_margin))
+    if config.max_score is not None:
+        tests.append(("max_score", scores > config.max_score))
+    if config.min_score is not None:
+        tests.append(("min_score", scores < config.min_score))
+    return tests
+
+
+def select_batch(
+    split: BeirSplit,
+    lists: CandidateLists,
+    config: FilterConfig,
+    filtered: Mask,
+    texts: CorpusTexts | None = None,
+) -> Selected:
+    """Run every filter (steps 1-5 of ``miners.filters``) over the queries where ``filtered``."""
     corpus = split.corpus
-    query_id = lists.query_ids[row]
-    positive_ids = lists.positive_ids[row]
-    return QueryPool(
-        query_id=query_id,
-        query_key=text_key(split.queries[query_id]),
-        positive_scores=dict(zip(positive_ids, lists.positive_scores[row], strict=True)),
-        positive_keys=frozenset(keys(corpus.position(d)) for d in positive_ids),
-        candidates=tuple(
-            Candidate(corpus.ids[p], s, keys(p))
-            for p, s in zip(lists.positions[row].tolist(), lists.scores[row].tolist(), strict=True)
-            if p >= 0
-        ),
-        judged_ids=frozenset(split.qrels.get(query_id, {})),
-    )
+    positions = lists.positions.astype(np.int64)
+    valid = positions >= 0
+    # best score first, stable (ties keep retrieval order), padding after every candidate
+    order = np.lexsort((-lists.scores.astype(np.float64), ~valid), axis=1)
+    candidates = np.take_along_axis(positions, order, axis=1)
+    scores = np.take_along_axis(lists.scores, order, axis=1).astype(np.float64)
+    live = np.take_along_axis(valid, order, axis=1) & filtered[:, None]
 
+    positive_rows = [[corpus.position(d) for d in ids] for ids in lists.positive_ids]
+    judged_rows = [
+        [corpus.position(d) for d in split.qrels.get(q, {}) if d in corpus] for q in lists.query_ids
+    ]
+    flat_positives = np.fromiter(itertools.chain.from_iterable(positive_rows), np.int64)
+    needed = np.unique(np.concatenate([candidates[live], flat_positives]))
+    queries = [split.queries[q] for q in lists.query_ids]
+    of_row, query_class = text_classes(texts or CorpusTexts(corpus), needed, queries)
+    classes = _classes_at(candidates, needed, of_row)  # (n, depth), -2 where not needed
+    positive_classes = _padded([[of_row[r] for r in rows] for rows in positive_rows], -3)
 
-def mined_row(split: BeirSplit, pool: QueryPool, selection: Selection, method: str) -> MinedQuery:
-    corpus = split.corpus
+    removed: dict[str, int] = {}
+    left = live.copy()
 
-    def text(doc_id: str) -> str:
-        return corpus.document(corpus.position(doc_id)).full_text
+    def drop(reason: str, mask: Mask) -> None:
+        nonlocal left
+        hit = left & mask
+        if hit.any():
+            removed[reason] = removed.get(reason, 0) + int(hit.sum())
+        left &= ~hit
 
-    positive_ids = tuple(pool.positive_scores)
-    return MinedQuery(
-        query_id=pool.query_id,
-        query=split.queries[pool.query_id],
-        positive_ids=positive_ids,
-        positives=tuple(text(d) for d in positive_ids),
-        positive_scores=tuple(pool.positive_scores[d] for d in positive_ids),
-        negative_ids=tuple(c.doc_id for c in selection.negatives),
-        negatives=tuple(text(c.doc_id) for c in selection.negatives),
-        negative_scores=tuple(c.score for c in selection.negatives),
-        method=method,
-    )
+    # step 1: identity removals, which consume no rank
+    drop("positive", _member(candidates, _padded(positive_rows, -1)))
+    drop("judged", _member(candidates, _padded(judged_rows, -1)))
+    drop("positive_text", _member(classes, positive_classes))
+    drop("query_text", classes == np.asarray(query_class, dtype=np.int64)[:, None])
+    if config.dedupe:  # a repeat of a text kept earlier in the same query
+        width = int(classes.max(initial=0)) + 1
+        flat = np.flatnonzero(left)
+        composite = (flat // classes.shape[1]) * width + classes.flat[flat]
+        _, first = np.unique(composite, return_index=True)
+        repeat = left.copy()
+        repeat.flat[flat[first]] = False
+        drop("duplicate_text", repeat)
+    # step 2: the range_max window, not a removal
+    max_positives = max((len(p) for p in lists.positive_ids), default=1) or 1
+    left &= _rank(left) <= config.resolve_range_max(max_positives)
+    # step 3: score filters against the lowest positive, first failing test counted
+    lowest = np.asarray([min(s) if s else np.nan for s in lists.positive_scores], np.float64)
+    for reason, mask in _score_reasons(scores, lowest, config):
+        drop(reason, mask)
+    # step 4: skip the range_min best survivors
+    if config.range_min:
+        drop("range_min", _rank(left) <= config.range_min)
+    # step 5: sampling
+    chosen = left & (_rank(left) <= config.num_negatives)
+    if config.sampling == "random":
+        for row in np.flatnonzero(left.sum(axis=1) > config.num_negatives).tolist():
+            columns = np.flatnonzero(left[row])
+            rng = query_rng(config.seed, lists.query_ids[row])
+            picked = sorted(rng.sample(range(len(columns)), k=config.num_negatives))
+            chosen[row] = False
+            chosen[row, columns[picked]] = True
+    ordered = {r: removed[r] for r in REMOVAL_REASONS if r in removed}
+    return Selected(order, chosen, ordered)
 
 
 def select_from_candidates(
@@ -87,32 +213,48 @@ def select_from_candidates(
     progress: Progress = no_progress,
 ) -> MinedRun:
     """Filter every query's candidates; queries left short or empty are counted, never padded."""
-    max_positives = max((len(p) for p in lists.positive_ids), default=1) or 1
+    total = len(lists.query_ids)
+    progress(0, total, "filtering")
+    has_positive = np.asarray([bool(p) for p in lists.positive_ids], dtype=bool)
+    has_candidates = np.asarray((lists.positions >= 0).any(axis=1), dtype=bool)
+    corpus = split.corpus
+    texts = CorpusTexts(corpus)
+    selected = select_batch(split, lists, config, has_positive & has_candidates, texts)
+
     rows: list[MinedQuery] = []
-    removed: list[Mapping[str, int]] = []
     skipped: dict[str, list[str]] = {}
     short: list[str] = []
-    total = len(lists.query_ids)
-    keys = CorpusKeys(split)
     for row, query_id in enumerate(lists.query_ids):
-        if row % _PROGRESS_EVERY == 0:
-            progress(row, total, "filtering")
-        if not lists.positive_ids[row]:
+        if not has_positive[row]:
             skipped.setdefault("no_positive", []).append(query_id)
             continue
-        pool = query_pool(split, lists, row, keys)
-        if not pool.candidates:
+        if not has_candidates[row]:
             skipped.setdefault("no_candidates", []).append(query_id)
             continue
-        selection = select_negatives(pool, config, max_positives)
-        removed.append(selection.removed)
-        found = len(selection.negatives)
-        if found < config.min_negatives:
+        columns = selected.order[row][selected.chosen[row]]
+        if len(columns) < config.min_negatives:
             skipped.setdefault("too_few_negatives", []).append(query_id)
             continue
-        if found < config.num_negatives:
+        if len(columns) < config.num_negatives:
             short.append(query_id)
-        rows.append(mined_row(split, pool, selection, method))
+        negative_rows = lists.positions[row, columns].tolist()
+        positive_scores = dict(
+            zip(lists.positive_ids[row], lists.positive_scores[row], strict=True)
+        )
+        positive_ids = tuple(positive_scores)
+        rows.append(
+            MinedQuery(
+                query_id=query_id,
+                query=split.queries[query_id],
+                positive_ids=positive_ids,
+                positives=tuple(texts[corpus.position(d)] for d in positive_ids),
+                positive_scores=tuple(positive_scores.values()),
+                negative_ids=tuple(corpus.ids[r] for r in negative_rows),
+                negatives=tuple(texts[r] for r in negative_rows),
+                negative_scores=tuple(lists.scores[row, columns].tolist()),
+                method=method,
+            )
+        )
     progress(total, total, "filtering")
     report = FilterReport(
         num_queries=total,
@@ -120,7 +262,7 @@ def select_from_candidates(
         full=len(rows) - len(short),
         short=len(short),
         skipped={reason: len(ids) for reason, ids in skipped.items()},
-        removed=merge_counts(removed),
+        removed=selected.removed,
         skipped_ids={reason: tuple(ids) for reason, ids in skipped.items()},
         short_ids=tuple(short),
     )
