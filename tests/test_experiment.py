@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,30 @@ def test_a_rerun_continues_from_the_recorded_stages(finished, settings: Settings
         again.report["methods"]["dense"]["ndcg@10"]
         == finished[0].report["methods"]["dense"]["ndcg@10"]
     )
+
+
+def test_a_corpus_without_training_queries_gets_llm_written_ones_first(
+    scifact_slice: Path, settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "no-train"
+    shutil.copytree(scifact_slice, source)
+    (source / "qrels" / "train.tsv").unlink()
+    output = tmp_path / "report"
+    profile = get_profile("quick", **SMALL | {"generate_passages": 16, "eval_steps": 0})
+    request = ExperimentRequest(data=str(source), profile=profile, methods=("bm25",), seed=3)
+    result = run_experiment(request, settings, output)
+    assert result.report["budget"]["generated_training_queries"] is True
+    generated = load_qrels(output / "generated" / "qrels" / "train.tsv")
+    budget = load_qrels(output / "data" / "qrels" / "train.tsv")
+    assert budget and set(budget) <= set(generated)
+    # every generated query's positive is the passage it was written from, in the source corpus
+    corpus_ids = {json.loads(line)["_id"] for line in (source / "corpus.jsonl").open()}
+    assert all(set(docs) <= corpus_ids for docs in budget.values())
+    # the test split is the source's, untouched
+    assert load_qrels(output / "data" / "qrels" / "test.tsv") == load_qrels(
+        source / "qrels" / "test.tsv"
+    )
+    assert 0.0 <= result.report["methods"]["bm25"]["ndcg@10"] <= 1.0
 
 
 def test_budget_and_held_out_queries_are_disjoint_and_seeded() -> None:

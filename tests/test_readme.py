@@ -16,7 +16,8 @@ def _bash_blocks() -> list[str]:
 def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second() -> None:
     main, tests = _bash_blocks()[:2]
     assert "\n" not in main and "\n" not in tests
-    assert main.startswith('pip install "torch==2.13.0" -e ".[cpu]"')
+    assert main.startswith('pip install "torch==2.13.0" -e ".[cpu,llm]"')
+    assert main.endswith("hardneg experiment --profile quick")
     assert tests.startswith('pip install "torch==2.13.0"') and "pytest" in tests
     ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
     assert tests in ci_lines
