@@ -3,14 +3,13 @@
 The body goes to ``<home>/uploads/<random>/`` chunk by chunk (never whole in memory); a body
 larger than the limit (by its Content-Length, or once that many bytes have arrived) raises
 :class:`UploadTooLargeError` and the temporary folder is removed. Gzip is recognised by its magic
-bytes, whatever the client says.
+bytes, whatever the client says. The folder stays locked by this process while it is in use, so
+the one an API killed mid-upload leaves is swept away (``hardneg.service.jobs.scratch``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -19,6 +18,7 @@ import anyio
 from starlette.requests import Request
 
 from hardneg.service.jobs.corpora import uploads_root
+from hardneg.service.jobs.scratch import ScratchFolder
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -41,6 +41,7 @@ class Received:
     size: int
     digest: str  # sha256 of the bytes as sent
     gzipped: bool
+    scratch: ScratchFolder  # ``folder``, locked while this request owns it
 
 
 def declared_length(request: Request) -> int | None:
@@ -57,8 +58,8 @@ async def receive(request: Request, home: Path, stem: str, limit: int) -> Receiv
     length = declared_length(request)
     if length is not None and length > limit:
         raise UploadTooLargeError(limit)
-    folder = uploads_root(home) / f".{uuid.uuid4().hex}.tmp"
-    folder.mkdir(parents=True)
+    scratch = ScratchFolder(uploads_root(home))
+    folder = scratch.path
     partial = folder / "body"
     digest, size, head = hashlib.sha256(), 0, b""
     try:
@@ -77,10 +78,10 @@ async def receive(request: Request, home: Path, stem: str, limit: int) -> Receiv
         path = folder / (f"{stem}.gz" if gzipped else stem)
         partial.rename(path)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        scratch.remove()
         raise
-    return Received(folder, path, size, digest.hexdigest(), gzipped)
+    return Received(folder, path, size, digest.hexdigest(), gzipped, scratch)
 
 
 def discard(received: Received) -> None:
-    shutil.rmtree(received.folder, ignore_errors=True)
+    received.scratch.remove()
