@@ -1,9 +1,11 @@
 """Mining benchmark: SciFact train, all-MiniLM-L6-v2, ours against the usual tools, same run.
 
     python -m bench.mining [--data DIR] [--output bench/results/mining.json] [--ce-queries 200]
+                           [--repeats 3] [--only bm25]
 
-- BM25: our miner (bm25s index, top-N, positive scores, filters) against the same mining done
-  with rank-bm25's BM25Okapi on the same tokens.
+- BM25: our miner (numpy BM25 index, top-N, positive scores, filters) against the same mining
+  done with rank-bm25's BM25Okapi on the same tokens; ``--only bm25`` reruns just this section.
+  rank-bm25's Okapi idf differs from Lucene's, so the two pick partly different negatives.
 - Dense: our miner, cold (empty data directory and cache) and warm (nothing changed), against
   ``sentence_transformers.util.mine_hard_negatives`` with equivalent parameters; the overlap of
   the negatives both pick.
@@ -20,12 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -128,37 +133,96 @@ def negative_overlap(ours: MinedRun, theirs: dict[str, set[str]]) -> float:
     return round(shared / total, 4) if total else 0.0
 
 
-def bench_bm25(split: BeirSplit, work: Path) -> dict[str, object]:
+@dataclass
+class Side:
+    """One side's timings over the alternating repeats, and its last mined run."""
+
+    candidates: list[Clock]
+    filters: list[Clock]
+    run: MinedRun | None = None
+
+    def total(self, attribute: str) -> float:
+        """Median over the repeats of candidates + filters (``wall`` or ``cpu``)."""
+        return statistics.median(
+            getattr(c, attribute) + getattr(f, attribute)
+            for c, f in zip(self.candidates, self.filters, strict=True)
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "median_wall_s": round(self.total("wall"), 3),
+            "median_cpu_s": round(self.total("cpu"), 3),
+            "candidates": [c.to_json() for c in self.candidates],
+            "filters": [f.to_json() for f in self.filters],
+        }
+
+
+def time_side(
+    side: Side, candidates: Callable[[], CandidateLists], method: str, split: BeirSplit
+) -> None:
+    with clock() as took_candidates:
+        lists = candidates()
+    with clock() as took_filters:
+        side.run = select_from_candidates(split, lists, FILTERS, method)
+    side.candidates.append(took_candidates)
+    side.filters.append(took_filters)
+
+
+def same_scores_as_bm25s(index: BM25Index, split: BeirSplit, depth: int) -> bool:
+    """Whether our top-``depth`` scores equal bm25s's, query by query (ties may order apart)."""
+    params = index.params
+    retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
+    retriever.index(BM25Tokenizer(params)(split.corpus.full_texts()), show_progress=False)
+    tokens = index.tokenize(list(split.queries.values()))
+    ours = index.search_tokens(tokens, list(split.queries), depth).scores
+    _, theirs = retriever.retrieve(tokens, k=depth, show_progress=False, n_threads=0)
+    return bool(np.array_equal(ours, np.where(theirs > 0, theirs, 0).astype(np.float32)))
+
+
+def bench_bm25(split: BeirSplit, work: Path, repeats: int) -> dict[str, object]:
+    """Ours (index from tokens, top-N + positive scores, filters) against rank-bm25 doing the
+    same: both start from the same corpus tokens (tokenizing is shared and not timed), both
+    tokenize the queries, take the top ``depth`` and the positives' scores, and run the same
+    filter code. ``repeats`` alternating runs; the speedup compares the medians."""
     params = BM25Params()
     corpus_tokens = BM25Tokenizer(params)(split.corpus.full_texts())  # shared by both
     depth = bucket_depth(retrieval_depth(split, FILTERS))
-    with clock() as ours_candidates:
-        retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
-        retriever.index(corpus_tokens, show_progress=False)
-        ours_lists = search_candidates(split, BM25Index(retriever, params, split.corpus.ids), depth)
-    with clock() as ours_filters:
-        ours = select_from_candidates(split, ours_lists, FILTERS, "bm25")
-    with clock() as theirs_candidates:
-        theirs_lists = okapi_candidates(split, corpus_tokens, params, depth)
-    with clock() as theirs_filters:
-        theirs = select_from_candidates(split, theirs_lists, FILTERS, "rank_bm25")
-    ours_total = ours_candidates.wall + ours_filters.wall
-    theirs_total = theirs_candidates.wall + theirs_filters.wall
+    ours, theirs = Side([], []), Side([], [])
+    load_before = os.getloadavg()
+
+    def our_candidates() -> CandidateLists:
+        index = BM25Index.from_tokens(corpus_tokens, params, split.corpus.ids)
+        return search_candidates(split, index, depth)
+
+    def their_candidates() -> CandidateLists:
+        return okapi_candidates(split, corpus_tokens, params, depth)
+
+    for _ in range(repeats):
+        time_side(ours, our_candidates, "bm25", split)
+        time_side(theirs, their_candidates, "rank_bm25", split)
+    load_after = os.getloadavg()
     with clock() as product:  # the product path from nothing: tokenizing, index saved to disk
         job = MiningJob(split, Workspace(work / "bm25-home"), FILTERS, DiskCache(work / "c1"))
         run = mine_bm25(job)
-    theirs_negatives = {r.query: {normalize_text(t) for t in r.negatives} for r in theirs.rows}
+    assert ours.run is not None and theirs.run is not None and run.rows == ours.run.rows
+    theirs_negatives = {r.query: {normalize_text(t) for t in r.negatives} for r in theirs.run.rows}
+    index = BM25Index.from_tokens(corpus_tokens, params, split.corpus.ids)
     return {
-        "speedup": ratio(theirs_total, ours_total),
-        "candidate_speedup": ratio(theirs_candidates.wall, ours_candidates.wall),
-        "ours": {"candidates": ours_candidates.to_json(), "filters": ours_filters.to_json()},
-        "rank_bm25": {
-            "candidates": theirs_candidates.to_json(),
-            "filters": theirs_filters.to_json(),
-        },
+        "speedup": ratio(theirs.total("wall"), ours.total("wall")),
+        "cpu_speedup": ratio(theirs.total("cpu"), ours.total("cpu")),
+        "candidate_speedup": ratio(
+            statistics.median(c.wall for c in theirs.candidates),
+            statistics.median(c.wall for c in ours.candidates),
+        ),
+        "timing": f"median of {repeats} alternating runs per side, wall and process CPU",
+        "ours": ours.to_json(),
+        "rank_bm25": theirs.to_json(),
         "ours_product_path_cold": product.to_json(),
-        "negative_overlap_with_rank_bm25": negative_overlap(ours, theirs_negatives),
+        "scores_equal_bm25s": same_scores_as_bm25s(index, split, depth),
+        "negative_overlap_with_rank_bm25": negative_overlap(ours.run, theirs_negatives),
         "stats": stats_summary(run, split, work / "stats"),
+        "load_average": {"before": load_before, "after": load_after},
+        "machine": machine_info(),
     }
 
 
@@ -303,12 +367,25 @@ def bench_cross_encoder(
     }
 
 
-def run(data: Path, ce_queries: int) -> dict[str, object]:
+def run_bm25_only(data: Path, output: Path, repeats: int) -> dict[str, object]:
+    """Rerun the BM25 section only; the other sections of ``output`` are kept as they were."""
+    split = load_split(data, "train")
+    with tempfile.TemporaryDirectory(prefix="hardneg-bench-mining-") as temp:
+        bm25 = bench_bm25(split, Path(temp), repeats)
+    result: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
+    result["bm25_speedup_vs_rank_bm25"] = bm25["speedup"]
+    stats: Any = bm25["stats"]
+    result.setdefault("false_negative_fraction", {})["bm25"] = stats["false_negative_fraction"]
+    result["bm25"] = bm25
+    return result
+
+
+def run(data: Path, ce_queries: int, repeats: int) -> dict[str, object]:
     split = load_split(data, "train")
     logger.info("SciFact train: %d docs, %d queries", len(split.corpus), len(split.queries))
     with tempfile.TemporaryDirectory(prefix="hardneg-bench-mining-") as temp:
         work = Path(temp)
-        bm25 = bench_bm25(split, work)
+        bm25 = bench_bm25(split, work, repeats)
         logger.info("bm25 done: %s", bm25["speedup"])
         dense, home = bench_dense(split, work)
         logger.info("dense done: %s", dense["cold_time_ratio_vs_st"])
@@ -338,9 +415,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "mining.json")
     parser.add_argument("--ce-queries", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating BM25 runs per side")
+    parser.add_argument(
+        "--only", choices=["bm25"], help="rerun one section, merged into --output's other ones"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = run(args.data, args.ce_queries)
+    if args.only == "bm25":
+        result = run_bm25_only(args.data, args.output, args.repeats)
+    else:
+        result = run(args.data, args.ce_queries, args.repeats)
     write_text_atomic(args.output, json.dumps(result, indent=2, default=str))
     logger.info("wrote %s", args.output)
 
