@@ -28,6 +28,7 @@ class JobContext:
     cache: Cache
     corpora: CorpusStore
     publish: Callable[[Mapping[str, object]], None]  # interim stats (e.g. a metrics history)
+    event: Callable[[str], None]  # adds a line to the record's events (this attempt only)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ CORPUS_PREFIX = "corpus:"  # string: one corpus record (JSON)
 CORPUS_INDEX = "corpora"  # sorted set: corpus id -> creation time
 CORPUS_SOURCE_PREFIX = "corpus-source:"  # string: "beir:<name>" / "path:<dir>" -> corpus id
 CACHE_PREFIX = "cache:"  # string with TTL: one cached value
+CACHE_CLAIM_PREFIX = "cache-claim:"  # string with TTL: token of the process computing a value
 CACHE_STATS = "stats:cache"  # hash: "<namespace>:hits" / "<namespace>:misses" -> count
 WORKERS = "workers"  # sorted set: worker name -> last heartbeat (unix time)
 
@@ -67,6 +68,9 @@ class Keys:
 
     def cache(self, key: str) -> str:
         return self._key(CACHE_PREFIX, key)
+
+    def cache_claim(self, key: str) -> str:
+        return self._key(CACHE_CLAIM_PREFIX, key)
 
     @property
     def cache_stats(self) -> str:

@@ -4,8 +4,8 @@
 :class:`JobCancelled` (a cancel was requested) or :class:`JobSupersededError` (this attempt was
 declared lost and another one owns the job), which stops the pipeline at its next progress
 report; pipelines write through ``hardneg.core.atomic`` so nothing half-written stays behind.
-:class:`LeaseKeeper` renews the lease from a thread, so a pipeline that reports rarely keeps its
-lease, and a cancel is noticed within a fraction of the lease.
+:class:`LeaseKeeper` renews the lease (and the run's cache claims) from a thread, so a pipeline
+that reports rarely keeps its lease, and a cancel is noticed within a fraction of the lease.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from hardneg.service.jobs.store import Ack, JobStore
@@ -33,10 +34,18 @@ class JobSupersededError(Exception):
 class LeaseKeeper:
     """Renews the job's lease every third of its TTL until closed; remembers cancel/loss."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        attempt: int,
+        lease_seconds: float,
+        also_renew: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._job_id = job_id
         self._attempt = attempt
+        self._also_renew = also_renew  # e.g. the run's cache claims, kept alive with the lease
         self.lease_ms = max(int(lease_seconds * 1000), 100)
         self._stop = threading.Event()
         self.cancelled = threading.Event()
@@ -67,6 +76,8 @@ class LeaseKeeper:
         while not self._stop.wait(interval):
             try:
                 self.note(self._store.renew(self._job_id, self._attempt, self.lease_ms))
+                if self._also_renew is not None:
+                    self._also_renew()
             except Exception:  # a Redis hiccup must not kill the job; the lease has slack
                 logger.warning("job %s: lease renewal failed", self._job_id, exc_info=True)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hardneg.service.jobs.artifacts import discard, publish, remove_temp_files
 from hardneg.service.jobs.context import JobContext, JobOutcome
+from hardneg.service.jobs.failures import failure_reason
 from hardneg.service.jobs.paths import job_dir
 from hardneg.service.jobs.progress import JobCancelled, JobProgress, JobSupersededError, LeaseKeeper
 from hardneg.service.jobs.records import JobRecord
@@ -26,8 +27,6 @@ from hardneg.service.jobs.services import Services
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-MAX_ERROR_CHARS = 2000
 
 
 def _start(record: JobRecord, worker: str, pid: int) -> JobRecord:
@@ -64,6 +63,15 @@ def _end(record: JobRecord, state: str, error: str | None) -> JobRecord:
     return ended.with_event(f"attempt {record.attempt} {state}" + (f": {error}" if error else ""))
 
 
+def _note(record: JobRecord, message: str) -> JobRecord:
+    return record.with_event(message)
+
+
+def add_event(services: Services, job_id: str, attempt: int, message: str) -> None:
+    """Append ``message`` to the events of ``job_id`` while ``attempt`` is running it."""
+    services.jobs.transition(job_id, {"running"}, partial(_note, message=message), attempt)
+
+
 def _context(
     services: Services, record: JobRecord, folder: Path, progress: JobProgress
 ) -> JobContext:
@@ -84,6 +92,7 @@ def _context(
         cache=services.cache,
         corpora=services.corpora,
         publish=partial(services.jobs.publish_stats, record.id, record.attempt),
+        event=partial(add_event, services, record.id, record.attempt),
     )
 
 
@@ -112,7 +121,10 @@ def run_attempt(services: Services, job_id: str, attempt: int) -> str:
     if remove_temp_files(folder):
         logger.info("job %s: removed leftovers of an earlier attempt", job_id)
     kind = KINDS[record.kind]
-    with LeaseKeeper(jobs, job_id, attempt, settings.job_lease_seconds) as lease:
+    claims = services.cache
+    with LeaseKeeper(
+        jobs, job_id, attempt, settings.job_lease_seconds, claims.renew_claims
+    ) as lease:
         progress = JobProgress(jobs, job_id, attempt, lease)
         try:
             params = kind.params.model_validate(record.params)
@@ -130,12 +142,13 @@ def run_attempt(services: Services, job_id: str, attempt: int) -> str:
                 change = partial(_end, state="cancelled", error=None)
             else:
                 logger.exception("job %s attempt %d failed", job_id, attempt)
-                reason = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+                reason = failure_reason(exc)
                 change = partial(_end, state="failed", error=reason)
             ended = jobs.transition(job_id, {"running"}, change, attempt)
             if ended is not None:
                 settle_files(services, ended)
         finally:
+            claims.release_claims()  # values this run promised but did not compute
             jobs.release_lease(job_id, attempt)
     if ended is None:
         return "superseded"
@@ -145,7 +158,7 @@ def run_attempt(services: Services, job_id: str, attempt: int) -> str:
 
 def execute(job_id: str, attempt: int) -> str:
     """RQ entry point (``hardneg.service.jobs.runner.execute``)."""
-    services = Services.connect(Settings())
+    services = Services.connect(Settings(), patient=True)
     try:
         return run_attempt(services, job_id, attempt)
     finally:

@@ -33,12 +33,17 @@ class Services:
         return Workspace(self.settings.home)
 
     @classmethod
-    def connect(cls, settings: Settings) -> Services:
-        """Build clients (lazily connected: nothing is sent to Redis here)."""
+    def connect(cls, settings: Settings, patient: bool = False) -> Services:
+        """Build clients (lazily connected: nothing is sent to Redis here).
+
+        ``patient``: retry commands through a Redis restart (workers and job runs).
+        """
         keys = Keys(settings.redis_prefix)
-        text, raw = text_client(settings), bytes_client(settings)
+        text, raw = text_client(settings, patient), bytes_client(settings, patient=patient)
         values = (
-            bytes_client(settings, settings.cache_redis_url) if settings.cache_redis_url else raw
+            bytes_client(settings, settings.cache_redis_url, patient)
+            if settings.cache_redis_url
+            else raw
         )
         return cls(
             settings=settings,
@@ -47,7 +52,9 @@ class Services:
             raw=raw,
             jobs=JobStore(text, keys),
             corpora=CorpusStore(text, keys),
-            cache=RedisCache(values, raw, keys, settings.cache_ttl_seconds),
+            cache=RedisCache(
+                values, raw, keys, settings.cache_ttl_seconds, settings.job_lease_seconds
+            ),
             queue=make_queue(settings, raw),
         )
 

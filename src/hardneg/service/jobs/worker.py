@@ -4,7 +4,9 @@ RQ forks a work horse per job (so a stop-job command can kill it). When a horse 
 the OOM killer, or by a stop-job after an ignored cancel — RQ calls ``handle_job_failure`` in
 this process, and the job is settled at once (retried, failed with the reason, or cancelled).
 When the whole worker dies, the job's lease expires and another worker's maintenance thread (or
-the API) settles it. The maintenance thread also announces the worker for ``/readyz``.
+the API) settles it. The maintenance thread also announces the worker for ``/readyz`` and
+removes upload folders whose API process died (``jobs.scratch``). The worker's Redis clients are
+patient: a Redis restart pauses the worker and its runs instead of killing them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from rq.executions import Execution
 from rq.job import Job
 
 from hardneg.service.jobs.connection import require_redis
+from hardneg.service.jobs.corpora import uploads_root
 from hardneg.service.jobs.queue import RUNNER
 from hardneg.service.jobs.recovery import reap, recover
 from hardneg.service.jobs.registry import KINDS
+from hardneg.service.jobs.scratch import sweep
 from hardneg.service.jobs.services import Services
 from hardneg.service.settings import Settings
 
@@ -68,11 +72,11 @@ class HardnegWorker(Worker):
 
 
 class Maintenance(threading.Thread):
-    """Heartbeat for /readyz and a periodic :func:`reap` pass."""
+    """Heartbeat for /readyz, and periodically :func:`reap` and a sweep of abandoned uploads."""
 
     def __init__(self, settings: Settings, name: str) -> None:
         super().__init__(name="hardneg-maintenance", daemon=True)
-        self._services = Services.connect(settings)  # its own connections
+        self._services = Services.connect(settings, patient=True)  # its own connections
         self._worker = name
         self._stop_event = threading.Event()
         self._last_reap = 0.0
@@ -100,6 +104,7 @@ class Maintenance(threading.Thread):
                 if time.monotonic() - self._last_reap >= settings.reap_interval_seconds:
                     self._last_reap = time.monotonic()
                     counts = reap(self._services)
+                    counts["uploads_swept"] = sweep(uploads_root(settings.home))
                     if any(counts.values()):
                         logger.info("maintenance: %s", counts)
             except Exception:
@@ -124,7 +129,7 @@ def run_worker(settings: Settings, burst: bool = False, log_level: str = "INFO")
     require_redis(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     preload_pipelines()
-    services = Services.connect(settings)
+    services = Services.connect(settings, patient=True)
     name = worker_name(settings)
     worker = HardnegWorker([services.queue], connection=services.raw, name=name)
     worker.services = services

@@ -86,6 +86,16 @@ class TrainParams(BaseModel):
                     raise ParamError(field, str(exc)) from None
 
 
+def announce_resume(folder: Path, context: JobContext) -> None:
+    """Say in the job's events which checkpoint an attempt continues from."""
+    from hardneg.trainers.checkpoint import list_checkpoints
+
+    found = list_checkpoints(folder)
+    if found:
+        step = found[-1][0]
+        context.event(f"attempt {context.attempt} resumes from the checkpoint at step {step}")
+
+
 def run(params: TrainParams, context: JobContext) -> JobOutcome:
     from hardneg.service.pipelines.train import TrainRequest, run_training
     from hardneg.trainers.config import config_from_mapping
@@ -93,6 +103,7 @@ def run(params: TrainParams, context: JobContext) -> JobOutcome:
     corpus = require_corpus(context)
     settings = context.settings
     folder = context.output_dir / MODEL_ARTIFACT
+    announce_resume(folder, context)
     service: dict[str, object] = {
         "output_dir": str(folder),  # checkpoints live here too: a retry resumes
         "negatives": str(params.negatives_path(settings)),
