@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     llm_api_key_env: str = Field(
         "OPENAI_API_KEY", description="name of the variable holding the endpoint's key"
     )
+    llm_timeout_seconds: float = Field(
+        120.0, gt=0, description="openai: how long one call may take before it is retried"
+    )
+    llm_max_retries: int = Field(
+        4, ge=0, le=20, description="openai: retries of a call that timed out or got garbage"
+    )
 
     @field_validator("data_dirs", "allowed_roots", mode="before")
     @classmethod

@@ -62,6 +62,8 @@ def run(params: GenerateParams, context: JobContext) -> JobOutcome:
         model=settings.llm_model,
         base_url=settings.llm_base_url,
         api_key_env=settings.llm_api_key_env,
+        timeout_s=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
     )
     request = GenerateQueriesRequest(
         data=str(source.path),
