@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hardneg.service.api.errors import install_handlers
+from hardneg.service.api.job_reads import JobReader
 from hardneg.service.api.limits import BodyLimitMiddleware
 from hardneg.service.api.metrics import LatencyMiddleware, make_registry
 from hardneg.service.api.routes import corpora, dashboard, health, jobs
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.queue_name,
             len(settings.api_keys),
         )
+        app.state.job_reader = JobReader(settings)  # bound to this event loop
         yield
+        await app.state.job_reader.close()
         services.close()
 
     app = FastAPI(

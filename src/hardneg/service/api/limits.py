@@ -43,16 +43,19 @@ class BodyLimitMiddleware:
         return route is not None and streams_own_body(route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._streams(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > self.limit:
-                await self._refuse(send)
-                return
+        chunked = b"transfer-encoding" in headers
+        small = length is not None and length.isdigit() and int(length) <= self.limit
+        # most requests (every poll) have no body, or a small declared one: nothing to look up
+        if (length is None and not chunked) or small or self._streams(scope):
             await self.app(scope, receive, send)
+            return
+        if length is not None:  # declared larger than the limit
+            await self._refuse(send)
             return
         buffered = await self._buffer(receive)
         if buffered is None:

@@ -40,7 +40,7 @@ def key_matches(token: str, keys: list[bytes]) -> bool:
     return matched
 
 
-def require_api_key(
+async def require_api_key(  # no I/O: async keeps it off the thread pool
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hardneg.service.api.deps import IdempotencyKey, PrincipalDep, ServicesDep
+from hardneg.service.api.deps import IdempotencyKey, JobReaderDep, PrincipalDep, ServicesDep
 from hardneg.service.api.errors import Responses, api_error, responses
 from hardneg.service.api.schemas import MAX_OFFSET, JobSubmit, JobView, Page, ResultsPage
 from hardneg.service.jobs.artifacts import MEDIA_TYPES, discard, read_page
@@ -176,9 +176,16 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobView, responses=responses(404))
-def get_job(job_id: str, services: ServicesDep, _: PrincipalDep) -> JobView:
+async def get_job(
+    job_id: str, services: ServicesDep, reader: JobReaderDep, _: PrincipalDep
+) -> Response:
     """Status, stage and progress, stats, attempts, error and artifacts of one job."""
-    return JobView.of(_get(services, job_id))
+    record, lease = await reader.get(job_id)  # polled hard: see hardneg.service.api.job_reads
+    if record is None:
+        raise api_error(404, f"no job {job_id!r}", "job_id")
+    if record.state == "running" and lease != record.attempt:  # rare: settle a lost run
+        record = await run_in_threadpool(_get, services, job_id)
+    return Response(JobView.of(record).model_dump_json(), media_type="application/json")
 
 
 @router.post(
