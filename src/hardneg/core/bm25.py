@@ -1,17 +1,11 @@
 """BM25 over a corpus: an eager (term x document) score matrix built and searched with numpy.
 
 Scoring follows Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond"
-(Foundations and Trends in IR, 2009), in the variants compared by Kamphuis et al., "Which BM25
-Do You Mean? A Large-Scale Reproducibility Study of Scoring Variants" (ECIR 2020); the default
-is Lucene's (see :func:`lucene_idf` and :func:`robertson_tf`).
-
-As in bm25s (Lù, "BM25S: Orders of magnitude faster lexical search via eager sparse scoring",
-2024), every (term, document) score is computed once at indexing time, so a query's score for
-every document is a sum of precomputed rows. Here the matrix is built with vectorised numpy
-(no per-document Python loop) and a batch of queries is scored as one sparse x dense product
-into a (queries x documents) float32 block, followed by a row-wise partial sort for the top-k.
-Scores are float32 sums in query-term order, the same arithmetic bm25s performs, so the two
-agree bit for bit (tests/test_bm25_scoring.py checks it for every variant).
+(2009), in the variants of Kamphuis et al., "Which BM25 Do You Mean?" (ECIR 2020); Lucene's by
+default. As in bm25s (Lù, "BM25S", 2024), every (term, document) score is computed once when
+indexing, here with vectorised numpy; a batch of queries is scored as one sparse x dense
+product into a (queries x documents) float32 block, then a row-wise partial sort gives the
+top-k. Scores are float32 sums in query-term order, bit-identical to bm25s's (tested).
 """
 
 from __future__ import annotations
