@@ -21,7 +21,7 @@ import pytest
 from hardneg.core.beir import find_corpus_file, iter_corpus, load_qrels, load_queries
 from hardneg.core.negatives import MinedQuery
 from tests.conftest import TINY_DOCS, TINY_QUERIES
-from tests.test_service_support import Stack, jsonl, qrels_tsv, running_stack, wait_for
+from tests.test_service_support import Stack, jsonl, qrels_tsv, running_stack
 
 TRAIN_QUERIES, TEST_QUERIES, OTHER_DOCS, TEXT_CHARS = 40, 20, 40, 200
 
@@ -215,26 +215,3 @@ def test_training_job_reports_metrics_and_ships_a_loadable_model(
     assert done["stats"]["metrics"]["ndcg@10"] == pytest.approx(
         stats["metrics_after"]["ndcg@10"], abs=1e-4
     )
-
-
-def test_training_resumes_from_its_checkpoint_after_the_worker_dies(
-    stack: Stack, scifact_id: str, mined_job: str
-) -> None:
-    config = {"max_steps": 3, "per_device_batch_size": 2, "max_doc_length": 32, "save_steps": 1}
-    params = {
-        "trainer": "baseline",
-        "negatives_job": mined_job,
-        "eval_split": None,
-        "config": config,
-    }
-    job_id = train(stack, scifact_id, params)
-    running = wait_for(
-        lambda: (r := stack.job(job_id))["stage"] == "training baseline" and r["done"] >= 1 and r,
-        240,
-        "training to pass a checkpoint",
-    )
-    stack.kill_run(running)  # type: ignore[arg-type]
-    stack.ensure_worker()
-    done = stack.wait_job(job_id, {"succeeded", "failed"}, timeout=240)
-    assert done["state"] == "succeeded" and done["attempt"] == 2, done
-    assert done["stats"]["steps"] == 3 and done["stats"]["resumed_from"] >= 1
