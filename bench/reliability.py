@@ -10,8 +10,9 @@ worker`` and Redis on 127.0.0.1:6379 (its own key prefix, removed afterwards).
 
 - fuzz: schemathesis on the service's OpenAPI schema with a key, without and with a wrong one
   (``tests/test_reliability_fuzz.py``, more examples per operation);
-- load: a baseline STAR-style training job runs on a worker (a SciFact slice, bm25 negatives)
-  while ``--clients`` locust users each poll that job's status every ``--pace`` seconds;
+- load: a baseline training job runs on a worker (a SciFact slice, bm25 negatives) while
+  ``--clients`` wrk connections each poll that job's status every ``--pace`` seconds on average
+  (``bench/wrk_status.lua``; wrk comes from ``apt-get install wrk``);
 - hostile and auth: the tables of ``tests/test_reliability_input.py`` and
   ``tests/test_reliability_auth.py`` against a real server, each case's status recorded;
 - faults: ``tests/test_reliability_faults.py`` and ``tests/test_reliability_concurrency.py``
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -67,7 +69,7 @@ logger = logging.getLogger("bench.reliability")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "reliability.json"
 FAULT_TESTS = ("tests/test_reliability_faults.py", "tests/test_reliability_concurrency.py")
-LOCUSTFILE = ROOT / "bench" / "locust_status.py"
+WRK_SCRIPT = ROOT / "bench" / "wrk_status.lua"
 TARGET_P99_MS = 50.0
 # long enough to outlast the polling; the job is cancelled once the load stops
 TRAIN_CONFIG = {"max_steps": 3000, "per_device_batch_size": 4, "max_doc_length": 64}
@@ -168,55 +170,72 @@ def start_training(client: httpx.Client) -> str:
     return job_id
 
 
-def locust(base_url: str, job_id: str, clients: int, seconds: int, pace: float, out: Path) -> None:
-    env = os.environ | {
-        "HARDNEG_LOAD_JOB": job_id,
-        "HARDNEG_LOAD_KEY": API_KEY,
-        "HARDNEG_LOAD_PACE": str(pace),
-    }
+def wrk(base_url: str, job_id: str, clients: int, seconds: int, pace: float) -> str:
+    """Run wrk: ``clients`` connections, each polling the job's status every ~``pace`` s."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("the load test needs wrk: apt-get install wrk")
+    env = os.environ | {"HARDNEG_LOAD_KEY": API_KEY, "HARDNEG_LOAD_PACE": str(pace)}
     command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "--users",
-        str(clients),
-        "--spawn-rate",
-        str(clients),
-        "--run-time",
-        f"{seconds}s",
-        "--host",
-        base_url,
-        "--csv",
-        str(out / "locust"),
-        "--only-summary",
-        "--exit-code-on-error",
-        "0",
-        "--loglevel",
-        "WARNING",
+        "wrk",
+        f"--threads={min(clients, os.cpu_count() or 1)}",
+        f"--connections={clients}",
+        f"--duration={seconds}s",
+        "--timeout=5s",
+        "--latency",
+        f"--script={WRK_SCRIPT}",
+        f"{base_url}/v1/jobs/{job_id}",
     ]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
-    (out / "locust.txt").write_text(run.stdout + run.stderr)
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
     if run.returncode != 0:
-        raise RuntimeError(f"locust failed:\n{run.stderr[-3000:]}")
+        raise RuntimeError(f"wrk failed:\n{run.stdout}{run.stderr}")
+    return run.stdout
 
 
-def read_locust(out: Path) -> dict[str, float]:
-    with (out / "locust_stats.csv").open() as handle:
-        rows = {row["Name"]: row for row in csv.DictReader(handle)}
-    row = rows["Aggregated"]
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return round(float(number) * _UNITS_MS[unit], 2)
+
+
+def read_wrk(output: str) -> dict[str, float]:
+    """Requests, errors (socket errors and non-2xx/3xx answers), rate and latencies."""
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", output, flags=re.M))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    socket_errors = re.search(r"Socket errors: (.*)$", output, flags=re.M)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert latency is not None, output
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     return {
-        "requests": int(row["Request Count"]),
-        "errors": int(row["Failure Count"]),
-        "requests_per_s": round(float(row["Requests/s"]), 1),
-        "p50_ms": float(row["50%"]),
-        "p90_ms": float(row["90%"]),
-        "p99_ms": float(row["99%"]),
-        "max_ms": round(float(row["Max Response Time"]), 1),
-        "mean_ms": round(float(row["Average Response Time"]), 2),
+        "requests": requests,
+        "errors": errors,
+        "requests_per_s": round(float(rate.group(1)), 1) if rate else 0.0,
+        "p50_ms": _ms(percentiles["50"]),
+        "p75_ms": _ms(percentiles["75"]),
+        "p90_ms": _ms(percentiles["90"]),
+        "p99_ms": _ms(percentiles["99"]),
+        "mean_ms": _ms(latency.group(1)),
+        "max_ms": _ms(latency.group(3)),
     }
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its children (uvicorn's worker processes)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(k) for k in children.read_text().split()] if children.is_file() else []
+    return [pid, *kids]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_load(
@@ -230,11 +249,15 @@ def run_load(
             wait_for(lambda: client.get("/readyz").status_code == 200, 120, "a ready worker")
             job_id = start_training(client)
             before = client.get(f"/v1/jobs/{job_id}").json()
-            locust(processes.base_url, job_id, clients, seconds, pace, root)
+            api = process_tree(processes.started[0].pid)
+            api_cpu, load_before = cpu_seconds(api), os.getloadavg()[0]
+            output = wrk(processes.base_url, job_id, clients, seconds, pace)
+            api_cpu, load_after = cpu_seconds(api) - api_cpu, os.getloadavg()[0]
             after = client.get(f"/v1/jobs/{job_id}").json()
             client.post(f"/v1/jobs/{job_id}/cancel", params={"force": True})
             ended = _wait(client, job_id, {"cancelled", "failed", "succeeded"}, 120)
-    figures = read_locust(root)
+    (root / "wrk.txt").write_text(output)
+    figures = read_wrk(output)
     return {
         "clients": clients,
         "seconds": seconds,
@@ -243,7 +266,11 @@ def run_load(
         **figures,
         "api_workers": api_workers,
         "worker_nice": worker_nice,
+        # what the API itself spent, and how busy the shared machine was (2 cores)
+        "api_cpu_ms_per_request": round(api_cpu * 1000 / max(int(figures["requests"]), 1), 2),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(load_after, 2)},
         "route": "GET /v1/jobs/{job_id}",
+        "load_generator": "wrk, one connection per client, waits drawn from 0..2*pace",
         "training": {
             "trainer": "baseline",
             "state_during_load": after["state"],
