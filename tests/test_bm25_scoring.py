@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hardneg.core.beir import Corpus, Document
-from hardneg.core.bm25 import FORMAT_VERSION, BM25Index, BM25Params, top_k
+from hardneg.core.bm25 import FORMAT_VERSION, BM25Index, BM25Params, BM25Tokenizer, top_k
 
 METHODS = ["lucene", "robertson", "atire", "bm25l", "bm25+"]
 TINY = [["cat", "sat", "mat"], ["cat", "cat", "dog"], ["dog", "bird"]]
@@ -134,6 +134,22 @@ def test_top_k_breaks_ties_by_lower_row_and_skips_non_matches() -> None:
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_top_k_of_wide_rows_equals_a_full_sort(seed: int) -> None:
+    # wide enough rows (columns > 16 x k) that top_k cuts at a group maximum before sorting
+    rng = np.random.default_rng(seed)
+    grid = np.array([0, 0, 0, 0, -1, 0.125, 0.25, 0.5, 0.75, 1, 2], np.float32)
+    scores = rng.choice(grid, size=(7, 1001)).astype(np.float32)
+    scores[1] = 0.5  # a whole row tied
+    scores[2] = rng.random(1001, dtype=np.float32)  # no ties
+    scores[3, :] = 0  # no match at all, then a few matches only
+    scores[3, [990, 5, 700]] = [0.25, 0.25, 3.0]
+    scores[4, ::13] = 2.0  # ties at the cut spread over every group
+    for k in (1, 5, 20, 62):
+        for got, want in zip(top_k(scores, k), brute_top_k(scores, k), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 def corpus_of(docs: list[str]) -> Corpus:
     return Corpus.from_documents([Document(f"d{i}", "", text) for i, text in enumerate(docs)])
 
@@ -151,6 +167,25 @@ def test_search_and_score_reads_extra_rows_from_the_same_scores() -> None:
     for row, rows in enumerate([[4, 0, 1], [3]]):
         assert extra[row] == index.score_documents(tokens[row], rows)
     assert extra[0][1] == results.scores[0, 0]  # d0 is listed first: exactly its listed score
+
+
+def test_index_from_term_ids_equals_the_index_from_token_strings() -> None:
+    texts = [" ".join(words) for words in random_corpus(3)[0]] + ["", "the and of"]
+    corpus = corpus_of(texts)
+    tokenize = BM25Tokenizer(BM25Params())
+    ids = tokenize.ids(texts)
+    strings = tokenize(texts)
+    assert ids.lengths.tolist() == [len(t) for t in strings]
+    terms = {i: t for t, i in ids.vocab.items()}
+    assert sorted(terms) == list(range(len(terms)))  # the ids are 0..n-1
+    assert [terms[i] for i in ids.ids.tolist()] == [t for doc in strings for t in doc]
+    built = BM25Index.build(corpus)  # tokenizes to ids
+    from_strings = BM25Index.from_tokens(strings, BM25Params(), corpus.ids)
+    queries = [["w1", "w3", "w1"], ["w7"], ["unknown"]]
+    np.testing.assert_array_equal(
+        built.scores.block([built.term_ids(q) for q in queries]),
+        from_strings.scores.block([from_strings.term_ids(q) for q in queries]),
+    )
 
 
 def test_saved_index_round_trips_and_old_formats_are_rebuilt(tmp_path: Path) -> None:
