@@ -19,18 +19,21 @@ from hardneg.core.negatives import MinedQuery
 from hardneg.miners.candidates import CandidateLists
 from hardneg.miners.filters import (
     OTHER_SPACE,
+    PREFIX_BYTES,
     REMOVAL_REASONS,
     Candidate,
     FilterConfig,
     QueryPool,
     normalize_text,
     select_negatives,
+    squeezed_prefix,
     squeezed_text,
     text_key,
 )
 from hardneg.miners.job import merge_counts
 from hardneg.miners.selection import select_from_candidates
 
+LONG = " ".join(f"Word{i}" for i in range(60))  # squeezed, far longer than its prefix key
 # texts that collide after normalisation (case, runs of whitespace) and one query's own text
 TEXTS = [
     "Wolves eat deer.",
@@ -45,9 +48,22 @@ TEXTS = [
     "a bc",
     "a\u00a0bc",  # no-break space: a copy of "a bc"
     "A\x1cBC\n",  # an ASCII separator str.split() knows
+    # long texts: equal squeezed_prefix keys, told apart (or not) by the full normalised text
+    LONG + " ending one",
+    LONG + " ending two",
+    " " * 300 + LONG.upper() + "\n ending  ONE",  # a copy of the first, its key from all of it
+    "x" + LONG,
     *(f"document {i}" for i in range(16)),
 ]
-QUERY_TEXTS = ["what do wolves eat", "deer", "WHAT do wolves EAT", "grass", "a  BC", "strasse"]
+QUERY_TEXTS = [
+    "what do wolves eat",
+    "deer",
+    "WHAT do wolves EAT",
+    "grass",
+    "a  BC",
+    "strasse",
+    LONG + " ending two",
+]
 
 
 def random_case(seed: int) -> tuple[BeirSplit, CandidateLists]:
@@ -176,3 +192,11 @@ def test_squeezed_text_is_the_normalised_text_without_spaces() -> None:
     for _ in range(500):
         text = "".join(rng.choices(pieces, k=rng.randint(0, 12)))
         assert squeezed_text(text) == normalize_text(text).replace(" ", "").encode(), repr(text)
+
+
+def test_squeezed_prefix_is_the_head_of_the_squeezed_text() -> None:
+    rng = random.Random(1)
+    pieces = ["Wolf", "ß", "ﬁ", "é", "x" * 40, " ", " " * 120, "\t", "\u3000", "\u2003" * 50]
+    for _ in range(500):
+        text = "".join(rng.choices(pieces, k=rng.randint(0, 40)))
+        assert squeezed_prefix(text) == squeezed_text(text)[:PREFIX_BYTES], repr(text)

@@ -135,6 +135,23 @@ def squeezed_text(text: str) -> bytes:
     return folded.encode().translate(None, _ASCII_SPACE)  # UTF-8 keeps ASCII bytes apart
 
 
+PREFIX_BYTES = 64  # squeezed_prefix's length
+_PREFIX_WINDOW = 4 * PREFIX_BYTES  # characters squeezed first, usually enough
+
+
+def squeezed_prefix(text: str) -> bytes:
+    """``squeezed_text(text)[:PREFIX_BYTES]``, mostly from the text's first characters only.
+
+    Squeezing works character by character, so the squeezed head of a text is the head of its
+    squeezed text. A key that texts with equal normalised texts share, cheap whatever the
+    length; ``normalize_text`` then tells apart the few texts whose keys collide.
+    """
+    head = squeezed_text(text[:_PREFIX_WINDOW])
+    if len(head) < PREFIX_BYTES and len(text) > _PREFIX_WINDOW:  # mostly spaces so far
+        head = squeezed_text(text)
+    return head[:PREFIX_BYTES]
+
+
 def text_key(text: str) -> str:
     """The identity used for dedupe: a digest of the normalised text."""
     return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).hexdigest()

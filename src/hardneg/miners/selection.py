@@ -21,11 +21,12 @@ from hardneg.core.negatives import MinedQuery
 from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.candidates import CandidateLists
 from hardneg.miners.filters import (
+    PREFIX_BYTES,
     REMOVAL_REASONS,
     FilterConfig,
     normalize_text,
     query_rng,
-    squeezed_text,
+    squeezed_prefix,
 )
 from hardneg.miners.job import FilterReport, MinedRun
 
@@ -53,25 +54,28 @@ def text_classes(
     """Dedupe identity of corpus ``rows`` and of ``queries``: equal ids <=> equal normalised text.
 
     Returns (corpus row -> class id, one class id per query; -1 where no listed row has the
-    query's text). Rows are first grouped by ``squeezed_text`` (cheap); ``normalize_text`` only
-    splits the groups that hold several rows or a query's text.
+    query's text). Rows are first grouped by ``squeezed_prefix`` (cheap: a text's first
+    characters); ``normalize_text`` only splits the groups that hold several rows or whose key
+    is a query's.
     """
-    groups: dict[bytes, list[int]] = {}
-    for row in rows.tolist():
-        groups.setdefault(squeezed_text(texts[row]), []).append(row)
-    of_row: dict[int, int] = {}
-    by_text: dict[tuple[bytes, str], int] = {}
+    row_list = rows.tolist()
+    keys = [squeezed_prefix(texts[row]) for row in row_list]
+    owner: dict[bytes, int] = {}  # key -> the first row with it
+    firsts = list(map(owner.setdefault, keys, row_list))
     normalised = [normalize_text(query) for query in queries]
-    asked = {text.replace(" ", "").encode() for text in normalised}  # squeezed_text of each
-    for squeezed, members in groups.items():
-        if len(members) == 1 and squeezed not in asked:
-            of_row[members[0]] = len(by_text)
-            by_text[(squeezed, "")] = len(by_text)
-            continue
-        for row in members:
-            key = (squeezed, normalize_text(texts[row]))
-            of_row[row] = by_text.setdefault(key, len(by_text))
-    query_classes = [by_text.get((t.replace(" ", "").encode(), t), -1) for t in normalised]
+    # a normalised text's squeezed_prefix: its single spaces left out
+    asked_keys = [text.replace(" ", "").encode()[:PREFIX_BYTES] for text in normalised]
+    # keys that several rows share, or a query: there normalize_text tells the texts apart
+    shared = {key for key, row, first in zip(keys, row_list, firsts, strict=True) if row != first}
+    shared.update(key for key in asked_keys if key in owner)
+    of_key = {key: number for number, key in enumerate(owner)}  # a class per key, to start
+    of_row = dict(zip(row_list, map(of_key.__getitem__, keys), strict=True))
+    by_text: dict[tuple[bytes, str], int] = {}
+    for row, key in zip(row_list, keys, strict=True):
+        if key in shared:
+            text = (key, normalize_text(texts[row]))
+            of_row[row] = by_text.setdefault(text, len(of_key) + len(by_text))
+    query_classes = [by_text.get(k, -1) for k in zip(asked_keys, normalised, strict=True)]
     return of_row, query_classes
 
 
@@ -90,13 +94,13 @@ def _member(values: Rows, sets: Rows) -> Mask:
     return (values[:, :, None] == sets[:, None, :]).any(axis=2)
 
 
-def _classes_at(rows: Rows, needed: Rows, of_row: Mapping[int, int]) -> Rows:
-    """``of_row[rows[i, j]]`` as an array; -2 for rows (and padding) not in sorted ``needed``."""
-    if len(needed) == 0:
-        return np.full(rows.shape, -2, dtype=np.int64)
-    at = np.minimum(np.searchsorted(needed, rows), len(needed) - 1)
-    known = np.fromiter((of_row[r] for r in needed.tolist()), np.int64, len(needed))
-    return np.where(needed[at] == rows, known[at], -2)
+def _classes_at(rows: Rows, of_row: Mapping[int, int], n_docs: int) -> Rows:
+    """``of_row[rows[i, j]]`` as an array; -2 for corpus rows not in ``of_row`` and padding."""
+    table = np.full(n_docs + 1, -2, dtype=np.int64)  # padding (-1) reads the extra last slot
+    table[np.fromiter(of_row, np.int64, len(of_row))] = np.fromiter(
+        of_row.values(), np.int64, len(of_row)
+    )
+    return table[rows]
 
 
 def _rank(mask: Mask) -> Rows:
@@ -152,10 +156,13 @@ def select_batch(
         [corpus.position(d) for d in split.qrels.get(q, {}) if d in corpus] for q in lists.query_ids
     ]
     flat_positives = np.fromiter(itertools.chain.from_iterable(positive_rows), np.int64)
-    needed = np.unique(np.concatenate([candidates[live], flat_positives]))
+    listed = np.zeros(len(corpus), dtype=bool)
+    listed[candidates[live]] = listed[flat_positives] = True
+    needed = np.flatnonzero(listed)
     queries = [split.queries[q] for q in lists.query_ids]
-    of_row, query_class = text_classes(texts or CorpusTexts(corpus), needed, queries)
-    classes = _classes_at(candidates, needed, of_row)  # (n, depth), -2 where not needed
+    texts = CorpusTexts(corpus) if texts is None else texts  # (an empty one is falsy)
+    of_row, query_class = text_classes(texts, needed, queries)
+    classes = _classes_at(candidates, of_row, len(corpus))  # (n, depth), -2 where not needed
     positive_classes = _padded([[of_row[r] for r in rows] for rows in positive_rows], -3)
 
     removed: dict[str, int] = {}
@@ -221,23 +228,30 @@ def select_from_candidates(
     texts = CorpusTexts(corpus)
     selected = select_batch(split, lists, config, has_positive & has_candidates, texts)
 
+    # every query's negatives (corpus rows, scores) in order, one after another
+    counts = selected.chosen.sum(axis=1)
+    ends = np.cumsum(counts).tolist()
+    in_order = np.take_along_axis(lists.positions, selected.order, axis=1)
+    all_rows = in_order[selected.chosen].tolist()
+    all_scores = np.take_along_axis(lists.scores, selected.order, axis=1)[selected.chosen].tolist()
+
     rows: list[MinedQuery] = []
     skipped: dict[str, list[str]] = {}
     short: list[str] = []
-    for row, query_id in enumerate(lists.query_ids):
+    for row, (query_id, count) in enumerate(zip(lists.query_ids, counts.tolist(), strict=True)):
         if not has_positive[row]:
             skipped.setdefault("no_positive", []).append(query_id)
             continue
         if not has_candidates[row]:
             skipped.setdefault("no_candidates", []).append(query_id)
             continue
-        columns = selected.order[row][selected.chosen[row]]
-        if len(columns) < config.min_negatives:
+        if count < config.min_negatives:
             skipped.setdefault("too_few_negatives", []).append(query_id)
             continue
-        if len(columns) < config.num_negatives:
+        if count < config.num_negatives:
             short.append(query_id)
-        negative_rows = lists.positions[row, columns].tolist()
+        negatives = slice(ends[row] - count, ends[row])
+        negative_rows = all_rows[negatives]
         positive_scores = dict(
             zip(lists.positive_ids[row], lists.positive_scores[row], strict=True)
         )
@@ -251,7 +265,7 @@ def select_from_candidates(
                 positive_scores=tuple(positive_scores.values()),
                 negative_ids=tuple(corpus.ids[r] for r in negative_rows),
                 negatives=tuple(texts[r] for r in negative_rows),
-                negative_scores=tuple(lists.scores[row, columns].tolist()),
+                negative_scores=tuple(all_scores[negatives]),
                 method=method,
             )
         )
