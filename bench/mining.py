@@ -3,9 +3,10 @@
     python -m bench.mining [--data DIR] [--output bench/results/mining.json] [--ce-queries 200]
                            [--repeats 3] [--only bm25]
 
-- BM25: our miner (numpy BM25 index, top-N, positive scores, filters) against the same mining
-  done with rank-bm25's BM25Okapi on the same tokens; ``--only bm25`` reruns just this section.
-  rank-bm25's Okapi idf differs from Lucene's, so the two pick partly different negatives.
+- BM25 (bench/mining_bm25.py): our miner (numpy BM25 index, top-N, positive scores, filters)
+  against the same mining done with rank-bm25's BM25Okapi on the same tokens; ``--only bm25``
+  reruns just this section. rank-bm25's Okapi idf differs from Lucene's, so the two pick partly
+  different negatives.
 - Dense: our miner, cold (empty data directory and cache) and warm (nothing changed), against
   ``sentence_transformers.util.mine_hard_negatives`` with equivalent parameters; the overlap of
   the negatives both pick.
@@ -22,208 +23,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import bm25s
-import numpy as np
-from rank_bm25 import BM25Okapi
-
 from bench.machine import machine_info
+from bench.mining_bm25 import bench_bm25
+from bench.mining_support import FILTERS, Clock, clock, negative_overlap, ratio, stats_summary
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import BeirSplit, load_split
-from hardneg.core.bm25 import BM25Index, BM25Params, BM25Tokenizer
+from hardneg.core.bm25 import BM25Index
 from hardneg.core.workspace import Workspace
-from hardneg.miners.bm25 import mine_bm25, search_candidates
-from hardneg.miners.candidates import (
-    CandidateLists,
-    bucket_depth,
-    positive_ids_of,
-    retrieval_depth,
-)
+from hardneg.miners.candidates import positive_ids_of
 from hardneg.miners.cross_encoder import mine_cross_encoder
 from hardneg.miners.dense import mine_dense
 from hardneg.miners.disk_cache import DiskCache
-from hardneg.miners.filters import FilterConfig, normalize_text
-from hardneg.miners.job import MinedRun, MiningJob
-from hardneg.miners.selection import select_from_candidates
-from hardneg.miners.stats import write_stats
+from hardneg.miners.filters import normalize_text
+from hardneg.miners.job import MiningJob
 
 logger = logging.getLogger("bench.mining")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "beir" / "scifact"
-# NV-Retriever's TopK-PercPos (95%): the recommended sentence-transformers setting
-FILTERS = FilterConfig(num_negatives=5, relative_margin=0.05, sampling="top")
 OUR_BATCH = 64
 ST_BATCH = 32  # mine_hard_negatives' default
-
-
-@dataclass
-class Clock:
-    wall: float = 0.0
-    cpu: float = 0.0
-
-    def to_json(self) -> dict[str, float]:
-        return {"wall_s": round(self.wall, 3), "cpu_s": round(self.cpu, 3)}
-
-
-@contextmanager
-def clock() -> Iterator[Clock]:
-    result = Clock()
-    wall, cpu = time.perf_counter(), time.process_time()
-    yield result
-    result.wall, result.cpu = time.perf_counter() - wall, time.process_time() - cpu
-
-
-def ratio(numerator: float, denominator: float) -> float:
-    return round(numerator / denominator, 3) if denominator > 0 else float("inf")
-
-
-def stats_summary(run: MinedRun, split: BeirSplit, folder: Path) -> dict[str, object]:
-    """Write the run's stats report (JSON + PNG) and keep its headline numbers."""
-    _, png, stats = write_stats(folder / run.method, run, split.qrels)
-    queries = stats["queries"]
-    assert isinstance(queries, dict)
-    return {
-        "false_negative_fraction": stats["false_negative_fraction"],
-        "queries_with_negatives": len(run.rows),
-        "queries_skipped": queries["queries_skipped"],
-        "queries_short": queries["queries_short"],
-        "negatives": stats["negatives"],
-        "scores": stats["scores"],
-        "stats_report_written": png.is_file(),
-    }
-
-
-def okapi_candidates(
-    split: BeirSplit, corpus_tokens: list[list[str]], params: BM25Params, depth: int
-) -> CandidateLists:
-    """The same candidate lists (top-``depth`` + positive scores) with rank-bm25."""
-    okapi = BM25Okapi(corpus_tokens, k1=params.k1, b=params.b)
-    query_ids = list(split.queries)
-    tokens = BM25Tokenizer(params)([split.queries[q] for q in query_ids])
-    positions = np.full((len(query_ids), depth), -1, np.int32)  # (n_queries, depth)
-    scores = np.zeros((len(query_ids), depth), np.float32)  # (n_queries, depth)
-    positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
-    positive_scores: list[tuple[float, ...]] = []
-    for row, query in enumerate(tokens):
-        every = okapi.get_scores(query)  # (n_docs,)
-        top = np.argpartition(-every, depth)[:depth]
-        top = top[np.argsort(-every[top], kind="stable")]
-        positions[row], scores[row] = top, every[top]
-        rows = [split.corpus.position(d) for d in positive_ids[row]]
-        positive_scores.append(tuple(float(every[r]) for r in rows))
-    return CandidateLists(tuple(query_ids), positions, scores, positive_ids, tuple(positive_scores))
-
-
-def negative_overlap(ours: MinedRun, theirs: dict[str, set[str]]) -> float:
-    """Share of the reference's negatives (by normalised text, per query text) we also picked."""
-    mine: dict[str, set[str]] = {}
-    for row in ours.rows:
-        mine.setdefault(row.query, set()).update(normalize_text(t) for t in row.negatives)
-    shared = sum(len(negatives & mine.get(query, set())) for query, negatives in theirs.items())
-    total = sum(len(negatives) for negatives in theirs.values())
-    return round(shared / total, 4) if total else 0.0
-
-
-@dataclass
-class Side:
-    """One side's timings over the alternating repeats, and its last mined run."""
-
-    candidates: list[Clock]
-    filters: list[Clock]
-    run: MinedRun | None = None
-
-    def total(self, attribute: str) -> float:
-        """Median over the repeats of candidates + filters (``wall`` or ``cpu``)."""
-        return statistics.median(
-            getattr(c, attribute) + getattr(f, attribute)
-            for c, f in zip(self.candidates, self.filters, strict=True)
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "median_wall_s": round(self.total("wall"), 3),
-            "median_cpu_s": round(self.total("cpu"), 3),
-            "candidates": [c.to_json() for c in self.candidates],
-            "filters": [f.to_json() for f in self.filters],
-        }
-
-
-def time_side(
-    side: Side, candidates: Callable[[], CandidateLists], method: str, split: BeirSplit
-) -> None:
-    with clock() as took_candidates:
-        lists = candidates()
-    with clock() as took_filters:
-        side.run = select_from_candidates(split, lists, FILTERS, method)
-    side.candidates.append(took_candidates)
-    side.filters.append(took_filters)
-
-
-def same_scores_as_bm25s(index: BM25Index, split: BeirSplit, depth: int) -> bool:
-    """Whether our top-``depth`` scores equal bm25s's, query by query (ties may order apart)."""
-    params = index.params
-    retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
-    retriever.index(BM25Tokenizer(params)(split.corpus.full_texts()), show_progress=False)
-    tokens = index.tokenize(list(split.queries.values()))
-    ours = index.search_tokens(tokens, list(split.queries), depth).scores
-    _, theirs = retriever.retrieve(tokens, k=depth, show_progress=False, n_threads=0)
-    return bool(np.array_equal(ours, np.where(theirs > 0, theirs, 0).astype(np.float32)))
-
-
-def bench_bm25(split: BeirSplit, work: Path, repeats: int) -> dict[str, object]:
-    """Ours (index from tokens, top-N + positive scores, filters) against rank-bm25 doing the
-    same: both start from the same corpus tokens (tokenizing is shared and not timed), both
-    tokenize the queries, take the top ``depth`` and the positives' scores, and run the same
-    filter code. ``repeats`` alternating runs; the speedup compares the medians."""
-    params = BM25Params()
-    corpus_tokens = BM25Tokenizer(params)(split.corpus.full_texts())  # shared by both
-    depth = bucket_depth(retrieval_depth(split, FILTERS))
-    ours, theirs = Side([], []), Side([], [])
-    load_before = os.getloadavg()
-
-    def our_candidates() -> CandidateLists:
-        index = BM25Index.from_tokens(corpus_tokens, params, split.corpus.ids)
-        return search_candidates(split, index, depth)
-
-    def their_candidates() -> CandidateLists:
-        return okapi_candidates(split, corpus_tokens, params, depth)
-
-    for _ in range(repeats):
-        time_side(ours, our_candidates, "bm25", split)
-        time_side(theirs, their_candidates, "rank_bm25", split)
-    load_after = os.getloadavg()
-    with clock() as product:  # the product path from nothing: tokenizing, index saved to disk
-        job = MiningJob(split, Workspace(work / "bm25-home"), FILTERS, DiskCache(work / "c1"))
-        run = mine_bm25(job)
-    assert ours.run is not None and theirs.run is not None and run.rows == ours.run.rows
-    theirs_negatives = {r.query: {normalize_text(t) for t in r.negatives} for r in theirs.run.rows}
-    index = BM25Index.from_tokens(corpus_tokens, params, split.corpus.ids)
-    return {
-        "speedup": ratio(theirs.total("wall"), ours.total("wall")),
-        "cpu_speedup": ratio(theirs.total("cpu"), ours.total("cpu")),
-        "candidate_speedup": ratio(
-            statistics.median(c.wall for c in theirs.candidates),
-            statistics.median(c.wall for c in ours.candidates),
-        ),
-        "timing": f"median of {repeats} alternating runs per side, wall and process CPU",
-        "ours": ours.to_json(),
-        "rank_bm25": theirs.to_json(),
-        "ours_product_path_cold": product.to_json(),
-        "scores_equal_bm25s": same_scores_as_bm25s(index, split, depth),
-        "negative_overlap_with_rank_bm25": negative_overlap(ours.run, theirs_negatives),
-        "stats": stats_summary(run, split, work / "stats"),
-        "load_average": {"before": load_before, "after": load_after},
-        "machine": machine_info(),
-    }
 
 
 def st_mine(split: BeirSplit) -> tuple[Clock, dict[str, set[str]]]:
