@@ -14,6 +14,8 @@ from hardneg.service.api.limits import BodyLimitMiddleware
 from hardneg.service.api.metrics import LatencyMiddleware, make_registry
 from hardneg.service.api.routes import corpora, dashboard, health, jobs
 from hardneg.service.api.security import KeyGate
+from hardneg.service.jobs.corpora import uploads_root
+from hardneg.service.jobs.scratch import sweep
 from hardneg.service.jobs.services import Services
 from hardneg.service.settings import Settings
 
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.home.mkdir(parents=True, exist_ok=True)
+        sweep(uploads_root(settings.home))  # uploads a killed API left half-written
         logger.info(
             "API on data directory %s, queue %s, %d API key(s)",
             settings.home,
