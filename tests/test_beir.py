@@ -140,6 +140,7 @@ def test_queries_duplicate_and_empty(tmp_path: Path) -> None:
         ("qid\tdid\tscore\nq1\td1\t1\n", 1, "expected header"),
         ("query-id\tcorpus-id\tscore\nq1\td1\n", 2, "3 tab-separated columns"),
         ("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\thigh\n", 3, "not an integer"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t0\nq1\td1\t2\n", 4, "judged again"),
     ],
 )
 def test_bad_qrels(tmp_path: Path, content: str, line: int, fragment: str) -> None:
@@ -148,6 +149,12 @@ def test_bad_qrels(tmp_path: Path, content: str, line: int, fragment: str) -> No
     with pytest.raises(DataError) as caught:
         load_qrels(path)
     assert caught.value.line == line and fragment in str(caught.value)
+
+
+def test_a_repeated_identical_qrels_row_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "test.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td1\t1\n")
+    assert load_qrels(path) == {"q1": {"d1": 1}}
 
 
 def test_qrels_naming_unknown_ids(tmp_path: Path) -> None:

@@ -197,7 +197,15 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
                     raise DataError(path, number, f"score {score!r} is not an integer") from None
                 if not query_id or not doc_id:
                     raise DataError(path, number, "empty query-id or corpus-id")
-                qrels.setdefault(query_id, {})[doc_id] = grade
+                judged = qrels.setdefault(query_id, {})
+                if judged.get(doc_id, grade) != grade:
+                    raise DataError(
+                        path,
+                        number,
+                        f"({query_id!r}, {doc_id!r}) judged again with another score "
+                        f"({grade} after {judged[doc_id]})",
+                    )
+                judged[doc_id] = grade
     except FileNotFoundError:
         raise DataError(path, None, "file not found") from None
     except UnicodeDecodeError as exc:

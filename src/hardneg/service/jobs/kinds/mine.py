@@ -37,14 +37,14 @@ class MineParams(BaseModel):
     cross_encoder_max_length: int | None = Field(None, ge=8, le=4096)
     # filters (hardneg.miners.filters.FilterConfig)
     num_negatives: int = Field(3, ge=1, le=200)
-    range_min: int = Field(0, ge=0)
-    range_max: int | None = Field(None, ge=1)
+    range_min: int = Field(0, ge=0, le=10_000, description="skip the first N candidates")
+    range_max: int | None = Field(None, ge=1, le=10_000)
     max_score: float | None = None
     min_score: float | None = None
     absolute_margin: float | None = None
     relative_margin: float | None = None
     sampling: Literal["top", "random"] = "top"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     min_negatives: int = Field(1, ge=1)
     dedupe: bool = True
     # retrievers
