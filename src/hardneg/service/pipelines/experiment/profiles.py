@@ -34,8 +34,9 @@ class Profile:
     # the cross-encoder trained for cross-encoder mining when none is given
     reranker_queries: int  # held-out training queries (never in the budget)
     reranker_steps: int
+    reranker_learning_rate: float
     reranker_negatives: int
-    reranker_max_length: int
+    reranker_max_length: int  # tokens per (query, document) pair, training and mining
     # LLM
     llm_max_tokens: int
     generate_passages: int  # passages to write queries for when the corpus has no train split
@@ -62,6 +63,7 @@ QUICK = Profile(
     eval_steps=20,
     reranker_queries=297,
     reranker_steps=60,
+    reranker_learning_rate=1e-4,
     reranker_negatives=3,
     reranker_max_length=192,
     llm_max_tokens=64,
@@ -74,8 +76,8 @@ QUICK = Profile(
         "embeddings (so the corpus is encoded once); the full profile trains the shared encoder",
         "40 STAR + 100 ADORE steps of 16 queries; ADORE retrieves the top 100, not 200",
         "the cross-encoder is a MiniLM reranker trained here for 60 steps on the 297 held-out "
-        "training queries (none can be downloaded offline), rescoring BM25 ∪ dense top 15; pass "
-        "--cross-encoder to use a real one",
+        "training queries (none can be downloaded offline); it rescores BM25 ∪ dense top 15 "
+        "with pairs cut to 192 tokens; pass --cross-encoder to use a real one",
         "LLM negatives come from the packaged SmolLM2-135M with 64-token passages (a real 1-8B "
         "model through the openai backend is the intended use)",
     ),
@@ -98,6 +100,7 @@ FULL = Profile(
     eval_steps=200,
     reranker_queries=2000,
     reranker_steps=1000,
+    reranker_learning_rate=2e-5,
     reranker_negatives=7,
     reranker_max_length=320,
     llm_max_tokens=160,

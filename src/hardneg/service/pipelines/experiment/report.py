@@ -4,6 +4,7 @@ profile trims) and the plots of :mod:`.plots`."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from collections.abc import Mapping
@@ -69,6 +70,19 @@ def method_entry(runs: Mapping[str, Stage], scores: Mapping[str, list[float]]) -
     }
 
 
+def reranker_summary(folder: Path, negatives_per_query: int) -> dict[str, Any]:
+    """How far the cross-encoder trained here got: its listwise loss against chance, ln(1 + k)."""
+    history = folder / "metrics.jsonl"
+    lines = history.read_text().splitlines() if history.is_file() else []
+    losses = [e["loss"] for e in map(json.loads, lines) if e.get("event") == "train"]
+    return {
+        "model": str(folder),
+        "first_loss": round(losses[0], 4) if losses else None,
+        "final_loss": round(losses[-1], 4) if losses else None,
+        "chance_loss": round(math.log(1 + negatives_per_query), 4),
+    }
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -90,6 +104,7 @@ def build_report(
     scores: Stage,
     wall_seconds: float,
     stage_seconds: Mapping[str, float],
+    reranker: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     profile = request.profile
     entries = {m: method_entry(runs, scores["methods"].get(m, {})) for m, runs in methods.items()}
@@ -106,7 +121,7 @@ def build_report(
             "optimizer_steps": profile.star_steps + profile.adore_steps,
             "generated_training_queries": data.generated,
         },
-        "cross_encoder": request.cross_encoder or "trained here (reranker/model)",
+        "cross_encoder": dict(reranker) if reranker else request.cross_encoder,
         "baselines": {name: _metrics(stage) for name, stage in baselines.items()},
         "methods": entries,
         "best_method": best,
@@ -160,6 +175,14 @@ def markdown(report: Mapping[str, Any]) -> str:
     table = "\n".join("| " + " | ".join(r) + " |" for r in comparison_rows(report))
     budget = report["budget"]
     trims = "\n".join(f"- {t}" for t in report["trims"]) or "- nothing"
+    ce = report.get("cross_encoder")
+    if isinstance(ce, Mapping):
+        cross_encoder = (
+            f"The cross-encoder was trained here: listwise loss {ce['first_loss']} -> "
+            f"{ce['final_loss']} (chance {ce['chance_loss']})."
+        )
+    else:
+        cross_encoder = f"Cross-encoder: `{ce}`." if ce else ""
     return f"""# Which negatives help on `{report["dataset"]}`?
 
 Base model {report["model"]}; profile `{report["profile"]}`; every method mined
@@ -172,6 +195,7 @@ cosine" is the base model's similarity of each query to its negatives (higher is
 {rule}
 {table}
 
+{cross_encoder}
 Best: **{report["best_method"]}**. Wall time {report["wall_seconds"]:.0f} s for this invocation
 ({report["stage_seconds_total"]:.0f} s of recorded stages).
 

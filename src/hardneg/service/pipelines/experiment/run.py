@@ -31,7 +31,11 @@ from hardneg.miners.llm.backends import BackendConfig
 from hardneg.service.pipelines.data import resolve_dataset
 from hardneg.service.pipelines.experiment.data import ExperimentData, prepare_data
 from hardneg.service.pipelines.experiment.profiles import METHODS, QUICK, Profile
-from hardneg.service.pipelines.experiment.report import build_report, write_report
+from hardneg.service.pipelines.experiment.report import (
+    build_report,
+    reranker_summary,
+    write_report,
+)
 from hardneg.service.pipelines.experiment.scores import score_distributions
 from hardneg.service.pipelines.generate import GenerateQueriesRequest, run_generate_queries
 from hardneg.service.pipelines.mine import MineRequest, run_mining
@@ -112,6 +116,7 @@ class Experiment:
         self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
         self.model = request.model or settings.model
         self.stages = Stages(output / "stages", progress)
+        self.reranker: dict[str, Any] | None = None  # the cross-encoder trained here, if any
 
     # --- data -----------------------------------------------------------------------------
     def prepare(self) -> ExperimentData:
@@ -202,6 +207,7 @@ class Experiment:
             filters=FilterConfig(num_negatives=num_negatives, seed=self.request.seed),
             pool_depth=profile.pool_depth,
             cross_encoder=cross_encoder,
+            cross_encoder_max_length=profile.reranker_max_length,
             layouts=("triplet",),
             formats=("jsonl",),
             options=options,
@@ -238,7 +244,7 @@ class Experiment:
             mined["mined"],
             folder,
             profile.reranker_steps,
-            2e-5,
+            profile.reranker_learning_rate,
             negatives_per_query=profile.reranker_negatives,
             max_doc_length=profile.reranker_max_length,
             per_device_batch_size=8,
@@ -246,6 +252,7 @@ class Experiment:
             data=None,
         )
         self.stages.run("reranker-train", lambda: self.train("reranker", config))
+        self.reranker = reranker_summary(folder, profile.reranker_negatives)
         return str(folder)
 
     # --- training -------------------------------------------------------------------------
@@ -344,6 +351,7 @@ class Experiment:
             scores,
             wall_seconds=time.perf_counter() - started,
             stage_seconds=self.stages.seconds,
+            reranker=self.reranker,
         )
         files = write_report(self.output, report, methods, scores)
         return ExperimentResult(self.output, report, files)
