@@ -10,7 +10,7 @@ import pytest
 
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.llm.client import ChatMessage, LLMError, LLMRequest, SamplingParams
-from hardneg.miners.llm.generation import GenerationJob, generate_all, llm_cache_key
+from hardneg.miners.llm.generation import CHUNK, GenerationJob, generate_all, llm_cache_key
 from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
 from hardneg.miners.llm.prompts import (
     DOC2QUERY,
@@ -180,3 +180,24 @@ def test_templates_load_from_toml_files(tmp_path: Path) -> None:
     negative = tmp_path / "neg.toml"
     negative.write_text('version = "n-2"\nuser = "Off-topic text for: $query"\n')
     assert negative_template(negative).fields == {"query"}
+
+
+def test_a_run_stopped_midway_keeps_the_chunks_it_finished(tmp_path: Path) -> None:
+    many = [
+        GenerationJob(
+            DOC2QUERY, {"passage": f"passage number {i}", "title": ""}, SamplingParams(max_tokens=8)
+        )
+        for i in range(CHUNK + 8)
+    ]
+
+    def stop_after_the_first_chunk(done: int, total: int, stage: str) -> None:
+        if done > CHUNK:  # e.g. a cancelled job: its progress callback raises
+            raise RuntimeError("cancelled")
+
+    cache = DiskCache(tmp_path)
+    with fake_openai(echo) as server, client(server.url) as llm:
+        with pytest.raises(RuntimeError, match="cancelled"):
+            generate_all(llm, many, cache, stop_after_the_first_chunk)
+        assert len(files_under(tmp_path)) == CHUNK
+        resumed = generate_all(llm, many, cache)
+    assert (resumed.stats.cached, resumed.stats.generated) == (CHUNK, 8)

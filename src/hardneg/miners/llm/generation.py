@@ -74,6 +74,9 @@ def _decode(value: bytes) -> str | None:
     return text if isinstance(text, str) else None
 
 
+CHUNK = 32  # requests per complete_many call (the openai backend runs a chunk concurrently)
+
+
 def generate_all(
     client: LLMClient,
     jobs: Sequence[GenerationJob],
@@ -94,22 +97,29 @@ def generate_all(
     missing = [i for i, out in enumerate(outputs) if out is None]
     cached = len(jobs) - len(missing)
     started = time.perf_counter()
-    fresh = client.complete_many([requests[i] for i in missing], progress) if missing else []
-    seconds = time.perf_counter() - started
     failed = chars = 0
-    for i, result in zip(missing, fresh, strict=True):
-        outputs[i] = result
-        if isinstance(result, LLMError):
-            failed += 1
-            continue
-        chars += len(result)
-        if cache is not None:
-            payload = {
-                "text": result,
-                "model": client.fingerprint,
-                "prompt": jobs[i].template.version,
-            }
-            cache.set(keys[i], json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+    # in chunks, each cached as soon as it is written: a crashed run loses one chunk at most
+    for start in range(0, len(missing), CHUNK):
+        chunk = missing[start : start + CHUNK]
+
+        def overall(done: int, total: int, stage: str, offset: int = start) -> None:
+            progress(offset + done, len(missing), stage)
+
+        fresh = client.complete_many([requests[i] for i in chunk], overall)
+        for i, result in zip(chunk, fresh, strict=True):
+            outputs[i] = result
+            if isinstance(result, LLMError):
+                failed += 1
+                continue
+            chars += len(result)
+            if cache is not None:
+                payload = {
+                    "text": result,
+                    "model": client.fingerprint,
+                    "prompt": jobs[i].template.version,
+                }
+                cache.set(keys[i], json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+    seconds = time.perf_counter() - started
     if failed:
         logger.warning("%d of %d LLM calls failed", failed, len(missing))
     stats = GenerationStats(len(jobs), cached, len(missing) - failed, failed, seconds, chars)
