@@ -9,6 +9,7 @@ LLM settings come from the job's free-form options (all optional)::
     llm_max_queries  only the first N queries of the split
     llm_prompt_file  TOML template (see hardneg.miners.llm.prompts)
     llm_temperature, llm_max_tokens, llm_seed, llm_skip_failures, llm_max_positive_cosine
+    llm_max_positive_chars  the positive shown in the prompt is cut to this (default 1200)
 
 The job's bi-encoder spots near-duplicates of the positives; the job's cross-encoder, when given,
 else the bi-encoder, is the scorer that decides whether a passage answers the query (with the
@@ -79,6 +80,7 @@ def negative_config(job: MiningJob) -> NegativeGenConfig:
     return NegativeGenConfig(
         per_query=option(options, "llm_per_query", filters.num_negatives),
         sampling=sampling,
+        max_positive_chars=option(options, "llm_max_positive_chars", 1200),
         max_positive_cosine=option(options, "llm_max_positive_cosine", 0.9),
         relative_margin=filters.relative_margin if margins_set else 0.05,
         absolute_margin=filters.absolute_margin,

@@ -39,6 +39,7 @@ class Profile:
     reranker_max_length: int  # tokens per (query, document) pair, training and mining
     # LLM
     llm_max_tokens: int
+    llm_max_positive_chars: int  # the positive shown to the LLM is cut to this
     generate_passages: int  # passages to write queries for when the corpus has no train split
     trims: tuple[str, ...] = ()  # what this profile leaves out, said in the report
 
@@ -67,10 +68,11 @@ QUICK = Profile(
     reranker_negatives=3,
     reranker_max_length=192,
     llm_max_tokens=64,
+    llm_max_positive_chars=1200,
     generate_passages=300,
     trims=(
         "512 training queries per method (a seeded sample) with 1 negative each: the packaged "
-        "LLM writes about one negative per second on 2 CPU cores, and every method gets the same "
+        "LLM writes about one negative per 2 s on 2 CPU cores, and every method gets the same "
         "budget (the other 297 training queries train the cross-encoder)",
         "STAR trains the query tower only, against the base model's frozen document "
         "embeddings (so the corpus is encoded once); the full profile trains the shared encoder",
@@ -78,7 +80,7 @@ QUICK = Profile(
         "the cross-encoder is a MiniLM reranker trained here for 60 steps on the 297 held-out "
         "training queries (none can be downloaded offline); it rescores BM25 ∪ dense top 15 "
         "with pairs cut to 192 tokens; pass --cross-encoder to use a real one",
-        "LLM negatives come from the packaged SmolLM2-135M with 64-token passages (a real 1-8B "
+        "LLM negatives come from the packaged SmolLM2-135M, 64-token passages (a real 1-8B "
         "model through the openai backend is the intended use)",
     ),
 )
@@ -104,6 +106,7 @@ FULL = Profile(
     reranker_negatives=7,
     reranker_max_length=320,
     llm_max_tokens=160,
+    llm_max_positive_chars=1200,
     generate_passages=5000,
 )
 

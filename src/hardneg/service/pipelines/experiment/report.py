@@ -150,7 +150,7 @@ def comparison_rows(report: Mapping[str, Any]) -> list[list[str]]:
             + [_cell(entry.get(k)) for k in HEADLINE]
             + [
                 _cell(entry["star"].get("ndcg@10")),
-                _cell(mining["negatives_per_query"]),
+                str(mining["queries"]),
                 _cell(entry["hardness"]["negative_cosine_mean"]),
             ]
         )
@@ -164,7 +164,7 @@ TABLE_HEADER = [
     "P@10",
     "MRR@10",
     "nDCG@10 after STAR",
-    "negatives/query",
+    "queries with a negative",
     "mean negative cosine",
 ]
 

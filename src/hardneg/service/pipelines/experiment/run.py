@@ -178,6 +178,7 @@ class Experiment:
             "llm_backend": llm.backend,
             "llm_base_url": llm.base_url,
             "llm_max_tokens": self.profile.llm_max_tokens,
+            "llm_max_positive_chars": self.profile.llm_max_positive_chars,
             "llm_concurrency": llm.concurrency,
             "llm_timeout_s": llm.timeout_s,
             "llm_max_retries": llm.max_retries,
