@@ -44,7 +44,7 @@ class MineParams(BaseModel):
     absolute_margin: float | None = None
     relative_margin: float | None = None
     sampling: Literal["top", "random"] = "top"
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: int = Field(0, ge=0)
     min_negatives: int = Field(1, ge=1)
     dedupe: bool = True
     # retrievers
