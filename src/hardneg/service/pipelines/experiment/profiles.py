@@ -51,7 +51,7 @@ QUICK = Profile(
     name="quick",
     train_queries=512,
     num_negatives=1,
-    pool_depth=15,
+    pool_depth=8,
     freeze_documents=True,
     batch_size=16,
     negatives_per_step=1,
@@ -66,9 +66,9 @@ QUICK = Profile(
     reranker_steps=60,
     reranker_learning_rate=1e-4,
     reranker_negatives=3,
-    reranker_max_length=192,
-    llm_max_tokens=64,
-    llm_max_positive_chars=1200,
+    reranker_max_length=128,
+    llm_max_tokens=48,
+    llm_max_positive_chars=500,
     generate_passages=300,
     trims=(
         "512 training queries per method (a seeded sample) with 1 negative each: the packaged "
@@ -78,10 +78,11 @@ QUICK = Profile(
         "embeddings (so the corpus is encoded once); the full profile trains the shared encoder",
         "40 STAR + 100 ADORE steps of 16 queries; ADORE retrieves the top 100, not 200",
         "the cross-encoder is a MiniLM reranker trained here for 60 steps on the 297 held-out "
-        "training queries (none can be downloaded offline); it rescores BM25 ∪ dense top 15 "
-        "with pairs cut to 192 tokens; pass --cross-encoder to use a real one",
-        "LLM negatives come from the packaged SmolLM2-135M, 64-token passages (a real 1-8B "
-        "model through the openai backend is the intended use)",
+        "training queries (none can be downloaded offline); it rescores BM25 ∪ dense top 8 "
+        "with pairs cut to 128 tokens; pass --cross-encoder to use a real one",
+        "LLM negatives come from the packaged SmolLM2-135M: 48-token passages written from the "
+        "query and the first 500 characters of its positive (a real 1-8B model through the "
+        "openai backend is the intended use)",
     ),
 )
 
