@@ -10,6 +10,7 @@ from hardneg.core.cache import Cache
 from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.service.jobs.corpora import CorpusRecord, CorpusStore
+from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
 from hardneg.service.settings import Settings
 
 
@@ -46,6 +47,18 @@ class ParamError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def check_model_refs(params: object, fields: tuple[str, ...], settings: Settings) -> None:
+    """Refuse, naming the field, a model reference the worker would refuse (a path outside the
+    allowed roots); ``None`` fields are skipped."""
+    for field_name in fields:
+        ref = getattr(params, field_name)
+        if ref is not None:
+            try:
+                resolve_model_ref(ref, settings)
+            except PathRefusedError as exc:
+                raise ParamError(field_name, str(exc)) from None
 
 
 def require_corpus(context: JobContext) -> CorpusRecord:

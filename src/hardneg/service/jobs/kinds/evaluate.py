@@ -18,8 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hardneg.core.atomic import atomic_path, write_text_atomic
 from hardneg.core.cache import cache_key
-from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
-from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
+from hardneg.service.jobs.context import (
+    JobContext,
+    JobOutcome,
+    check_model_refs,
+    require_corpus,
+)
+from hardneg.service.jobs.paths import resolve_model_ref
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -47,11 +52,7 @@ class EvaluateParams(BaseModel):
 
     def server_check(self, settings: Settings) -> None:
         """Refuse a model reference the worker would refuse (paths outside the allowed roots)."""
-        if self.model is not None:
-            try:
-                resolve_model_ref(self.model, settings)
-            except PathRefusedError as exc:
-                raise ParamError("model", str(exc)) from None
+        check_model_refs(self, ("model",), settings)
 
 
 Run = dict[str, dict[str, float]]

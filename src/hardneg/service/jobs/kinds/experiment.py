@@ -11,8 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
-from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
+from hardneg.service.jobs.context import (
+    JobContext,
+    JobOutcome,
+    check_model_refs,
+    require_corpus,
+)
+from hardneg.service.jobs.paths import resolve_model_ref
 from hardneg.service.settings import Settings
 
 RUN_FOLDER = "experiment"
@@ -50,13 +55,7 @@ class ExperimentParams(BaseModel):
     overrides: ProfileOverrides = Field(default_factory=ProfileOverrides)
 
     def server_check(self, settings: Settings) -> None:
-        for field in ("model", "cross_encoder"):
-            ref = getattr(self, field)
-            if ref is not None:
-                try:
-                    resolve_model_ref(ref, settings)
-                except PathRefusedError as exc:
-                    raise ParamError(field, str(exc)) from None
+        check_model_refs(self, ("model", "cross_encoder"), settings)
 
 
 def run(params: ExperimentParams, context: JobContext) -> JobOutcome:

@@ -15,9 +15,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hardneg.core.atomic import write_bytes_atomic
-from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
+from hardneg.service.jobs.context import (
+    JobContext,
+    JobOutcome,
+    check_model_refs,
+    require_corpus,
+)
 from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, corpora_root, ready_fields
-from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
+from hardneg.service.jobs.paths import resolve_model_ref
 from hardneg.service.settings import Settings
 
 
@@ -39,11 +44,7 @@ class GenerateParams(BaseModel):
     skip_failures: bool = Field(False, description="skip passages whose LLM call fails")
 
     def server_check(self, settings: Settings) -> None:
-        if self.encoder is not None:
-            try:
-                resolve_model_ref(self.encoder, settings)
-            except PathRefusedError as exc:
-                raise ParamError("encoder", str(exc)) from None
+        check_model_refs(self, ("encoder",), settings)
 
 
 def generated_corpus_id(job_id: str) -> str:

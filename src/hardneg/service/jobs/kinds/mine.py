@@ -14,8 +14,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardneg.miners.filters import FilterConfig
-from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
-from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
+from hardneg.service.jobs.context import (
+    JobContext,
+    JobOutcome,
+    check_model_refs,
+    require_corpus,
+)
+from hardneg.service.jobs.paths import resolve_model_ref
 from hardneg.service.settings import Settings
 
 MINED_FOLDER = "mined"
@@ -82,13 +87,7 @@ class MineParams(BaseModel):
         )
 
     def server_check(self, settings: Settings) -> None:
-        for field in ("model", "cross_encoder"):
-            ref = getattr(self, field)
-            if ref is not None:
-                try:
-                    resolve_model_ref(ref, settings)
-                except PathRefusedError as exc:
-                    raise ParamError(field, str(exc)) from None
+        check_model_refs(self, ("model", "cross_encoder"), settings)
 
 
 def llm_options(settings: Settings, max_queries: int | None) -> dict[str, object]:

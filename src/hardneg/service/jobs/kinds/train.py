@@ -17,12 +17,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardneg.core.beir import DataError
-from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
+from hardneg.service.jobs.context import (
+    JobContext,
+    JobOutcome,
+    ParamError,
+    check_model_refs,
+    require_corpus,
+)
 from hardneg.service.jobs.kinds.mine import MINED_FILE, MINED_FOLDER
 from hardneg.service.jobs.paths import (
     JOB_ID,
     MODEL_ARTIFACT,
-    PathRefusedError,
     job_dir,
     resolve_model_ref,
 )
@@ -77,13 +82,7 @@ class TrainParams(BaseModel):
     def server_check(self, settings: Settings) -> None:
         if not self.negatives_path(settings).is_file():
             raise ParamError("negatives_job", "no finished mine job with that id")
-        for field in ("model", "document_model"):
-            ref = getattr(self, field)
-            if ref is not None:
-                try:
-                    resolve_model_ref(ref, settings)
-                except PathRefusedError as exc:
-                    raise ParamError(field, str(exc)) from None
+        check_model_refs(self, ("model", "document_model"), settings)
 
 
 def announce_resume(folder: Path, context: JobContext) -> None:
