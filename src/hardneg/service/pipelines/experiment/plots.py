@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from hardneg.core.atomic import atomic_path
 
 BAR_METRICS = ("ndcg@10", "recall@100", "p@10")
+METRICS_FILE = "metrics.jsonl"  # hardneg.trainers.loop writes one per training run
 Curve = dict[str, list[list[float]]]  # {"loss": [[step, value], ...], "ndcg@10": [...]}
 
 
@@ -71,16 +72,19 @@ def plot_scores(path: Path, scores: Mapping[str, Any]) -> Path:
     return _save(figure, path)
 
 
+def read_history(folder: Path) -> list[dict[str, Any]]:
+    """The entries of a training run's ``metrics.jsonl`` (none when it has not written one)."""
+    path = folder / METRICS_FILE
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> Curve:
     """Loss and test nDCG@10 by optimizer step, STAR then ADORE on one step axis."""
     curve: Curve = {"loss": [], "ndcg@10": [], "adore_from_step": []}
     offset = 0
     for stage in ("star", "star_adore"):
-        folder = Path(runs[stage]["output"])
-        history = folder / "metrics.jsonl"
-        lines = history.read_text().splitlines() if history.is_file() else []
-        for line in lines:
-            entry = json.loads(line)
+        for entry in read_history(Path(runs[stage]["output"])):
             step = offset + int(entry.get("step", 0))
             if entry.get("event") == "train":
                 curve["loss"].append([step, float(entry["loss"])])

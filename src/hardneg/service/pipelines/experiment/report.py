@@ -20,6 +20,7 @@ from hardneg.service.pipelines.experiment.plots import (
     plot_curves,
     plot_metrics,
     plot_scores,
+    read_history,
     training_curves,
 )
 
@@ -72,9 +73,7 @@ def method_entry(runs: Mapping[str, Stage], scores: Mapping[str, list[float]]) -
 
 def reranker_summary(folder: Path, negatives_per_query: int) -> dict[str, Any]:
     """How far the cross-encoder trained here got: its listwise loss against chance, ln(1 + k)."""
-    history = folder / "metrics.jsonl"
-    lines = history.read_text().splitlines() if history.is_file() else []
-    losses = [e["loss"] for e in map(json.loads, lines) if e.get("event") == "train"]
+    losses = [e["loss"] for e in read_history(folder) if e.get("event") == "train"]
     return {
         "model": str(folder),
         "first_loss": round(losses[0], 4) if losses else None,
