@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -37,7 +38,9 @@ HEARTBEAT_MISSES = 3  # a worker silent for this many heartbeats is not counted 
 
 
 def worker_name(settings: Settings) -> str:
-    return f"{settings.redis_prefix}.{socket.gethostname()}.{os.getpid()}"
+    """Unique per start: a restarted container has the same hostname and pid (1) as the worker
+    it replaces, whose RQ registration outlives it; RQ refuses to start under a live name."""
+    return f"{settings.redis_prefix}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}"
 
 
 def alive_workers(services: Services) -> int:
