@@ -29,6 +29,7 @@ import re
 import secrets
 import signal
 import socket
+import sys
 import tarfile
 import tempfile
 import time
@@ -358,7 +359,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hardneg-deploy-") as workdir:
         result = smoke_run(args, Path(workdir))
     result["machine"] = machine_info() | {"load_average_at_start": load}
-    result["command"] = "python -m bench.deploy"
+    result["command"] = " ".join(["python -m bench.deploy", *sys.argv[1:]])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     logger.info("wrote %s: ok=%s", args.output, result["ok"])

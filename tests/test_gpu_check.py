@@ -38,7 +38,7 @@ def test_gpu_check_dry_run_writes_every_step(scifact_dir: Path, tmp_path: Path) 
 
     steps = result["steps"]
     zero_shot = steps["encode"]["metrics"]
-    assert set(zero_shot) == {"bm25", "dense"}
+    assert set(zero_shot) == {"bm25", "dense:all-MiniLM-L6-v2"}
     assert all(0 < m["ndcg@10"] <= 1 for m in zero_shot.values())
     assert steps["mine"]["stats"]["rows"] > 0 and steps["mine"]["stats"]["negatives"] > 0
     for trainer in ("star", "adore"):
@@ -47,7 +47,7 @@ def test_gpu_check_dry_run_writes_every_step(scifact_dir: Path, tmp_path: Path) 
         assert 0 < steps[trainer]["metrics_after"]["ndcg@10"] <= 1
     # STAR starts from the zero-shot model; the evaluation scores the ADORE model it produced
     assert steps["star"]["metrics_before"]["ndcg@10"] == pytest.approx(
-        zero_shot["dense"]["ndcg@10"], abs=1e-4
+        zero_shot["dense:all-MiniLM-L6-v2"]["ndcg@10"], abs=1e-4
     )
     (final,) = steps["evaluate"]["metrics"].values()
     assert final["ndcg@10"] == pytest.approx(steps["adore"]["metrics_after"]["ndcg@10"], abs=1e-4)
