@@ -40,6 +40,7 @@ CPU_IMAGE = "localhost/hardneg:cpu"
 TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
 LOCAL_CA = Path("/usr/local/share/ca-certificates")
+TORCH_INDEX_PORT = 18777
 
 
 def run(command: Sequence[str], *, timeout: float = 1800, check: bool = True) -> str:
@@ -158,7 +159,10 @@ def torch_index(wheels: Path) -> Iterator[str | None]:
         (Path(root) / "torch").mkdir()
         (Path(root) / "torch" / TORCH_WHEEL).symlink_to(wheel)
         handler = functools.partial(_QuietHandler, directory=root)
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        try:  # one port, so TORCH_INDEX (part of the layer cache key) is the same every build
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", TORCH_INDEX_PORT), handler)
+        except OSError:
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
