@@ -1,7 +1,7 @@
 """Mining benchmark: SciFact train, all-MiniLM-L6-v2, ours against the usual tools, same run.
 
     python -m bench.mining [--data DIR] [--output bench/results/mining.json] [--ce-queries 200]
-                           [--repeats 3] [--only bm25]
+                           [--repeats 3] [--only bm25|probe]
 
 - BM25 (bench/mining_bm25.py): our miner (numpy BM25 index, top-N, positive scores, filters)
   against the same mining done with rank-bm25's BM25Okapi on the same tokens; ``--only bm25``
@@ -12,7 +12,9 @@
   the negatives both pick.
 - Cross-encoder: a MiniLM cross-encoder trained here for a few steps (none can be installed
   offline) rescoring the BM25 + dense pool of a subset of queries.
-- For each method: the fraction of mined negatives judged in the qrels (false negatives).
+- The false-negative probe (bench/mining_probe.py): one of two or more positives hidden from the
+  miner, per method and filter setting; how often it comes back as a negative. ``--only probe``
+  reruns just this section (with a cross-encoder trained for it).
 
 Wall times come with process CPU times: the box is shared, and CPU seconds are what other
 processes disturb least.
@@ -30,6 +32,7 @@ from typing import Any
 
 from bench.machine import machine_info
 from bench.mining_bm25 import bench_bm25
+from bench.mining_probe import bench_probe
 from bench.mining_support import FILTERS, Clock, clock, negative_overlap, ratio, stats_summary
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import BeirSplit, load_split
@@ -197,9 +200,26 @@ def run_bm25_only(data: Path, output: Path, repeats: int) -> dict[str, object]:
         bm25 = bench_bm25(split, Path(temp), repeats)
     result: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
     result["bm25_speedup_vs_rank_bm25"] = bm25["speedup"]
-    stats: Any = bm25["stats"]
-    result.setdefault("false_negative_fraction", {})["bm25"] = stats["false_negative_fraction"]
     result["bm25"] = bm25
+    return result
+
+
+def run_probe_only(data: Path, output: Path) -> dict[str, object]:
+    """Rerun the probe section only (training its cross-encoder); other sections are kept, less
+    the judged-negative fraction earlier runs reported (0 by construction, so removed)."""
+    split = load_split(data, "train")
+    with tempfile.TemporaryDirectory(prefix="hardneg-bench-probe-") as temp:
+        work = Path(temp)
+        ordered = sorted(split.queries)
+        train_cross_encoder(subset(split, ordered[:60]), work / "cross-encoder")
+        probe = bench_probe(split, work / "home", work, work / "cross-encoder")
+    result: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
+    result.pop("false_negative_fraction", None)
+    for section in ("bm25", "dense", "cross_encoder"):
+        stats = (result.get(section) or {}).get("stats") or {}
+        stats.pop("false_negative_fraction", None)
+    result["false_negative_probe"] = probe
+    result["machine_probe"] = machine_info()
     return result
 
 
@@ -213,16 +233,13 @@ def run(data: Path, ce_queries: int, repeats: int) -> dict[str, object]:
         dense, home = bench_dense(split, work)
         logger.info("dense done: %s", dense["cold_time_ratio_vs_st"])
         cross = bench_cross_encoder(split, home, work, ce_queries)
-    fn = {
-        name: section["stats"]["false_negative_fraction"]  # type: ignore[index]
-        for name, section in (("bm25", bm25), ("dense", dense), ("cross-encoder", cross))
-    }
+        probe = bench_probe(split, home, work, work / "cross-encoder")
     return {
         "bm25_speedup_vs_rank_bm25": bm25["speedup"],
         "dense_cold_time_ratio_vs_st": dense["cold_time_ratio_vs_st"],
         "dense_negative_overlap_with_st": dense["negative_overlap_with_st"],
         "dense_warm_speedup": dense["warm_speedup"],
-        "false_negative_fraction": fn,
+        "false_negative_probe": probe,
         "filters": asdict(FILTERS),
         "model": "all-MiniLM-L6-v2",
         "dataset": {"name": "scifact", "split": "train", "queries": len(split.queries)},
@@ -240,12 +257,16 @@ def main() -> None:
     parser.add_argument("--ce-queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="alternating BM25 runs per side")
     parser.add_argument(
-        "--only", choices=["bm25"], help="rerun one section, merged into --output's other ones"
+        "--only",
+        choices=["bm25", "probe"],
+        help="rerun one section, merged into --output's other ones",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.only == "bm25":
         result = run_bm25_only(args.data, args.output, args.repeats)
+    elif args.only == "probe":
+        result = run_probe_only(args.data, args.output)
     else:
         result = run(args.data, args.ce_queries, args.repeats)
     write_text_atomic(args.output, json.dumps(result, indent=2, default=str))

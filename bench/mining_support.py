@@ -44,7 +44,6 @@ def stats_summary(run: MinedRun, split: BeirSplit, folder: Path) -> dict[str, ob
     queries = stats["queries"]
     assert isinstance(queries, dict)
     return {
-        "false_negative_fraction": stats["false_negative_fraction"],
         "queries_with_negatives": len(run.rows),
         "queries_skipped": queries["queries_skipped"],
         "queries_short": queries["queries_short"],

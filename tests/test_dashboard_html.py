@@ -46,13 +46,31 @@ def test_progress_and_curves_follow_the_record_and_history() -> None:
     assert "no points yet" in curves(history[:2])  # no evaluation yet
 
 
-def test_experiment_table_lists_methods_and_the_best() -> None:
+def test_experiment_table_shows_intervals_and_the_verdict() -> None:
+    def seeds(mean: float) -> dict[str, object]:
+        return {"mean": mean, "std": 0.01, "seeds": [mean - 0.01, mean + 0.01]}
+
     stats = {
+        "stages": {"comparison": "STAR, frozen documents (static negatives)"},
         "baselines": {"bm25": {"ndcg@10": 0.68, "recall@100": 0.91, "p@10": 0.09}},
         "methods": {
-            "dense": {"ndcg@10": 0.7, "recall@100": 0.93, "p@10": 0.095, "star": {"ndcg@10": 0.66}}
+            "none": {
+                "ndcg@10": seeds(0.66),
+                "recall@100": seeds(0.9),
+                "vs_control": None,
+                "adore": {"ndcg@10": seeds(0.7)},
+            },
+            "dense": {
+                "ndcg@10": seeds(0.7),
+                "recall@100": seeds(0.93),
+                "vs_control": {"delta": 0.04, "ci95": [0.01, 0.07], "p_holm": 0.012},
+                "adore": {"ndcg@10": seeds(0.72)},
+            },
         },
-        "best_method": "dense",
+        "best_method": None,
+        "indistinguishable": ["dense", "none"],
     }
     text = experiment_table(stats)
-    assert "0.7000" in text and "0.6600" in text and "<b>dense</b>" in text
+    assert "0.7000 ± 0.0100" in text and "<b>dense</b>" in text and "<b>none</b>" in text
+    assert "+0.0400 [+0.0100, +0.0700]" in text and "0.012" in text
+    assert "STAR, frozen documents" in text and "cannot be told apart: dense, none" in text

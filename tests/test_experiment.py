@@ -1,7 +1,8 @@
 """``hardneg experiment`` end to end on a small SciFact slice with real components: BM25, the
 packaged MiniLM, a cross-encoder trained by the run itself, the packaged SmolLM2 writing negatives,
-STAR then ADORE, and the report with its plots. Then: a rerun continues from the recorded stages,
-and a corpus without training queries gets LLM-written ones first.
+the control arm, two seeds of "STAR, frozen documents" then ADORE, the paired statistics and the
+report. The test qrels are unreadable until every model is trained; a rerun continues from the
+recorded stages; generated queries replace the train split on request.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hardneg.core.beir import load_qrels, load_split
+from hardneg.core.beir import DataError, load_qrels, load_split
 from hardneg.core.bm25 import BM25Index
 from hardneg.service.cli import app
 from hardneg.service.commands.experiment import comparison_table
-from hardneg.service.pipelines.experiment.data import split_budget
+from hardneg.service.pipelines.experiment.data import split_roles
 from hardneg.service.pipelines.experiment.profiles import get_profile
 from hardneg.service.pipelines.experiment.run import ExperimentRequest, run_experiment
 from hardneg.service.settings import Settings
@@ -28,6 +29,7 @@ from tests.conftest import write_beir
 TRAIN_QUERIES, TEST_QUERIES, NEIGHBOURS, WORDS = 20, 10, 6, 60
 SMALL = {
     "train_queries": 8,
+    "val_queries": 4,
     "num_negatives": 2,
     "pool_depth": 6,
     "batch_size": 4,
@@ -92,63 +94,125 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(home=tmp_path_factory.mktemp("home"))
 
 
+SEEDS = 2
+ARMS = {"none", "bm25", "dense", "cross-encoder", "llm"}
+
+
 @pytest.fixture(scope="module")
 def finished(scifact_slice: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory):
+    """The run, made in two invocations: first with the test qrels unreadable (it trains every
+    arm, then stops at the first test-scoring stage), then with them restored."""
+    source = tmp_path_factory.mktemp("source") / "slice"
+    shutil.copytree(scifact_slice, source)
+    test_qrels = source / "qrels" / "test.tsv"
+    kept = test_qrels.read_bytes()
+    test_qrels.write_text("this is not a qrels file\n")
     output = tmp_path_factory.mktemp("experiment") / "report"
     request = ExperimentRequest(
-        data=str(scifact_slice), profile=get_profile("quick", **SMALL), seed=3
+        data=str(source), profile=get_profile("quick", **SMALL), seed=3, seeds=SEEDS
     )
-    return run_experiment(request, settings, output), request, output
+    with pytest.raises(DataError, match=r"test\.tsv"):
+        run_experiment(request, settings, output)
+    trained_first = sorted(p.name for p in (output / "stages").glob("train-*.json"))
+    test_stages = sorted(p.name for p in (output / "stages").glob("test-*.json"))
+    test_qrels.write_bytes(kept)
+    result = run_experiment(request, settings, output)
+    return result, request, output, {"trained": trained_first, "tested": test_stages}
 
 
-def test_every_method_is_mined_trained_and_scored(finished) -> None:
-    result, _, output = finished
+def test_training_never_reads_the_test_split(finished) -> None:
+    _, _, _, first = finished
+    # every arm and seed trained both stages while the test qrels were unreadable
+    assert len(first["trained"]) == len(ARMS) * SEEDS * 2
+    assert first["tested"] == []
+
+
+def test_every_arm_is_trained_with_repeats_and_compared_to_the_control(finished) -> None:
+    result, _, output, _ = finished
     report = json.loads((output / "report.json").read_text())
     assert report["methods"] == result.report["methods"]
-    assert set(report["methods"]) == {"bm25", "dense", "cross-encoder", "llm"}
-    for method, entry in report["methods"].items():
+    assert set(report["methods"]) == ARMS
+    trained = {entry["queries_trained"] for entry in report["methods"].values()}
+    assert trained == {SMALL["train_queries"]}  # equal across arms
+    for arm, entry in report["methods"].items():
         for metric in ("ndcg@10", "recall@100", "p@10"):
-            assert 0.0 <= entry[metric] <= 1.0, (method, metric)
-        assert entry["star_adore"]["ndcg@10"] == entry["ndcg@10"]
-        assert entry["mining"]["false_negative_fraction"] == 0.0
-        assert entry["mining"]["queries"] >= 1
+            summary = entry[metric]
+            assert len(summary["seeds"]) == SEEDS, (arm, metric)
+            assert 0.0 <= summary["mean"] <= 1.0 and summary["std"] >= 0.0
+        assert len(entry["adore"]["ndcg@10"]["seeds"]) == SEEDS
+        if arm == "none":
+            assert entry["vs_control"] is None and entry["mining"] is None
+            continue
+        versus = entry["vs_control"]
+        assert versus["vs"] == "none" and 0.0 <= versus["p_holm"] <= 1.0
+        low, high = versus["ci95"]
+        assert low <= versus["delta"] <= high
+        assert entry["mining"]["queries_with_negatives"] >= 1
         assert entry["hardness"]["negative_cosine_mean"] is not None
+    assert report["best_method"] is None or report["best_method"] in report["methods"]
+    assert report["top_arm"] in report["indistinguishable"]
     assert set(report["baselines"]) == {"bm25", "zero-shot"}
     assert report["budget"]["train_queries"] == SMALL["train_queries"]
-    assert report["best_method"] in report["methods"]
+    assert report["budget"]["seeds"] == SEEDS
+    assert report["stages"]["comparison"].startswith("STAR, frozen documents")
+    assert "does not read" in report["stages"]["second"]
     assert report["wall_seconds"] > 0
     for name in ("metrics.png", "scores.png", "curves.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (output / "report.md").read_text()
-    assert "| llm negatives |" in markdown and "What the `quick` profile trims" in markdown
+    assert "| none |" in markdown and "What the `quick` profile trims" in markdown
+    assert "STAR, frozen documents" in markdown
 
 
-def test_every_method_trains_on_the_same_budget(finished) -> None:
-    _, _, output = finished
-    budget = set(load_qrels(output / "data" / "qrels" / "train.tsv"))
-    held_out = set(load_qrels(output / "data" / "qrels" / "reranker.tsv"))
-    assert len(budget) == SMALL["train_queries"] and not budget & held_out
-    for method in ("bm25", "dense", "cross-encoder", "llm"):
-        rows = [json.loads(line) for line in (output / "mined" / method / "mined.jsonl").open()]
-        assert {r["query_id"] for r in rows} <= budget
+def test_every_arm_trains_on_the_same_queries_in_the_same_order(finished) -> None:
+    _, _, output, _ = finished
+    budget = sorted(load_qrels(output / "data" / "qrels" / "train.tsv"))
+    orders = {}
+    for arm in ARMS:
+        rows = [json.loads(line) for line in (output / "arms" / f"{arm}.jsonl").open()]
+        orders[arm] = [r["query_id"] for r in rows]
         assert all(len(r["negative_ids"]) <= SMALL["num_negatives"] for r in rows)
+        if arm == "none":
+            assert all(not r["negative_ids"] for r in rows)
+    assert all(order == budget for order in orders.values())
+    report = json.loads((output / "report.json").read_text())
+    for arm, entry in report["methods"].items():
+        assert sum(entry["negatives_histogram"].values()) == len(budget), arm
+    assert report["methods"]["none"]["negatives_histogram"] == {"0": len(budget)}
     # the LLM's negatives are written text, not corpus documents
-    llm = [json.loads(line) for line in (output / "mined" / "llm" / "mined.jsonl").open()]
+    llm = [json.loads(line) for line in (output / "arms" / "llm.jsonl").open()]
     assert all(d.startswith("gen:") for r in llm for d in r["negative_ids"])
 
 
-def test_training_curves_span_star_then_adore(finished) -> None:
-    _, _, output = finished
-    curves = json.loads((output / "report.json").read_text())["curves"]
-    steps = [step for step, _ in curves["bm25"]["loss"]]
-    total = SMALL["star_steps"] + SMALL["adore_steps"]
-    assert steps == sorted(steps) and max(steps) == total
-    assert [s for s, _ in curves["bm25"]["ndcg@10"]] == [2, 4]
+def test_split_roles_are_disjoint_and_training_curves_are_on_validation(finished) -> None:
+    _, _, output, _ = finished
+    qrels = output / "data" / "qrels"
+    budget, val = set(load_qrels(qrels / "train.tsv")), set(load_qrels(qrels / "val.tsv"))
+    held_out = set(load_qrels(qrels / "reranker.tsv"))
+    assert val and not budget & val and not budget & held_out and not val & held_out
+    assert (qrels / "test.tsv").is_symlink()
+    for history in (output / "models").rglob("metrics.jsonl"):
+        evals = [json.loads(line) for line in history.open() if '"eval"' in line]
+        assert evals and {e["split"] for e in evals} == {"val"}, history
+    report = json.loads((output / "report.json").read_text())
+    assert set(report["splits"]) == {"train", "val", "reranker", "probe", "test"}
+    steps = [step for step, _ in report["curves"]["bm25"]["loss"]]
+    assert steps == sorted(steps) and max(steps) == SMALL["star_steps"] + SMALL["adore_steps"]
+
+
+def test_the_false_negative_probe_is_reported_per_source(finished) -> None:
+    result, _, output, _ = finished
+    probe = result.report["false_negative_probe"]
+    assert set(probe) == ARMS - {"none"}
+    hidden = json.loads((output / "data" / "probe-hidden.json").read_text())
+    for method in ("bm25", "dense", "cross-encoder"):
+        assert probe[method]["hidden_positives"] == len(hidden)
+    assert probe["llm"]["rate"] is None and "never corpus documents" in probe["llm"]["note"]
 
 
 def test_a_rerun_continues_from_the_recorded_stages(finished, settings: Settings) -> None:
-    _, request, output = finished
-    stage = output / "stages" / "train-dense-adore.json"
+    _, request, output, _ = finished
+    stage = output / "stages" / "test-dense-s4-star_adore.json"
     kept = {p.name: p.stat().st_mtime_ns for p in (output / "stages").iterdir() if p != stage}
     stage.unlink()
     (output / "report.json").unlink()
@@ -157,57 +221,75 @@ def test_a_rerun_continues_from_the_recorded_stages(finished, settings: Settings
     assert {
         p.name: p.stat().st_mtime_ns for p in (output / "stages").iterdir() if p != stage
     } == kept
-    # the ADORE run itself was finished on disk, so it was reused, not retrained
     assert (
-        again.report["methods"]["dense"]["ndcg@10"]
-        == finished[0].report["methods"]["dense"]["ndcg@10"]
+        again.report["methods"]["dense"]["adore"] == finished[0].report["methods"]["dense"]["adore"]
     )
 
 
-def test_a_corpus_without_training_queries_gets_llm_written_ones_first(
+def test_generated_queries_train_every_arm_even_with_a_train_split(
+    scifact_slice: Path, settings: Settings, tmp_path: Path
+) -> None:
+    output = tmp_path / "report"
+    small = SMALL | {"generate_passages": 24, "eval_steps": 0, "val_queries": 2}
+    profile = get_profile("quick", **small)
+    request = ExperimentRequest(
+        data=str(scifact_slice), profile=profile, methods=("bm25",), seed=3, seeds=1,
+        queries="generated",
+    )  # fmt: skip
+    result = run_experiment(request, settings, output)
+    assert result.report["queries"] == "generated"
+    assert result.report["budget"]["generated_training_queries"] is True
+    generated = load_qrels(output / "generated" / "qrels" / "train.tsv")
+    budget = load_qrels(output / "data" / "qrels" / "train.tsv")
+    assert budget and set(budget) <= set(generated)
+    assert all(q.startswith("gen:") for q in budget)
+    # the probe uses the human training queries, which no arm trained on
+    hidden = json.loads((output / "data" / "probe-hidden.json").read_text())
+    assert all(not q.startswith("gen:") for q in hidden)
+    # the test split is the source's, untouched
+    assert load_qrels(output / "data" / "qrels" / "test.tsv") == load_qrels(
+        scifact_slice / "qrels" / "test.tsv"
+    )
+    assert set(result.report["methods"]) == {"none", "bm25"}
+    assert f"{len(budget)} LLM-written queries" in result.report["splits"]["train"]
+
+
+def test_a_corpus_without_training_queries_gets_llm_written_ones(
     scifact_slice: Path, settings: Settings, tmp_path: Path
 ) -> None:
     source = tmp_path / "no-train"
     shutil.copytree(scifact_slice, source)
     (source / "qrels" / "train.tsv").unlink()
-    output = tmp_path / "report"
     profile = get_profile("quick", **SMALL | {"generate_passages": 16, "eval_steps": 0})
-    request = ExperimentRequest(data=str(source), profile=profile, methods=("bm25",), seed=3)
-    result = run_experiment(request, settings, output)
-    assert result.report["budget"]["generated_training_queries"] is True
-    generated = load_qrels(output / "generated" / "qrels" / "train.tsv")
-    budget = load_qrels(output / "data" / "qrels" / "train.tsv")
-    assert budget and set(budget) <= set(generated)
-    # every generated query's positive is the passage it was written from, in the source corpus
-    corpus_ids = {json.loads(line)["_id"] for line in (source / "corpus.jsonl").open()}
-    assert all(set(docs) <= corpus_ids for docs in budget.values())
-    # the test split is the source's, untouched
-    assert load_qrels(output / "data" / "qrels" / "test.tsv") == load_qrels(
-        source / "qrels" / "test.tsv"
+    request = ExperimentRequest(
+        data=str(source), profile=profile, methods=("bm25",), seed=3, seeds=1
     )
-    assert 0.0 <= result.report["methods"]["bm25"]["ndcg@10"] <= 1.0
+    result = run_experiment(request, settings, tmp_path / "report")
+    assert result.report["budget"]["generated_training_queries"] is True
+    assert result.report["false_negative_probe"]["bm25"]["hidden_positives"] >= 0
 
 
-def test_budget_and_held_out_queries_are_disjoint_and_seeded() -> None:
+def test_query_roles_are_disjoint_and_seeded() -> None:
     ids = [f"q{i}" for i in range(50)]
-    chosen, held = split_budget(ids, 20, 10, seed=1)
-    assert len(chosen) == 20 and len(held) == 10 and not set(chosen) & set(held)
-    assert split_budget(ids, 20, 10, seed=1) == (chosen, held)
-    assert split_budget(ids, 20, 10, seed=2) != (chosen, held)
-    assert split_budget(ids, None, 10, seed=1) == (sorted(ids), [])
+    roles = split_roles(ids, 20, 5, 10, seed=1)
+    assert (len(roles.train), len(roles.val), len(roles.reranker)) == (20, 5, 10)
+    assert not set(roles.train) & set(roles.val) and not set(roles.train) & set(roles.reranker)
+    assert split_roles(ids, 20, 5, 10, seed=1) == roles
+    assert split_roles(ids, 20, 5, 10, seed=2) != roles
+    assert len(split_roles(ids, None, 30, 10, seed=1).val) == 10  # at most a fifth
 
 
 def test_the_cli_refuses_to_continue_an_experiment_with_other_settings(
-    finished, settings: Settings, scifact_slice: Path
+    finished, settings: Settings
 ) -> None:
-    _, _, output = finished
+    _, request, output, _ = finished
     before = sorted(p.name for p in (output / "stages").iterdir())
     result = CliRunner().invoke(
         app,
         [
             "experiment",
             "--data",
-            str(scifact_slice),
+            request.data,
             "--output",
             str(output),
             "--home",
@@ -218,18 +300,20 @@ def test_the_cli_refuses_to_continue_an_experiment_with_other_settings(
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.exit_code == 2, result.output
-    assert "other settings (profile)" in " ".join(result.output.split())
+    assert "other settings (profile" in " ".join(result.output.split())
     assert sorted(p.name for p in (output / "stages").iterdir()) == before
 
 
-def test_the_comparison_table_lists_baselines_and_methods(finished) -> None:
-    result, _, _ = finished
-    console = Console(width=200, record=True)
+def test_the_comparison_table_fits_80_columns(finished) -> None:
+    result, _, _, _ = finished
+    console = Console(width=80, record=True)
     console.print(comparison_table(result.report))
     text = console.export_text()
-    for label in ("BM25 (no training)", "zero-shot", "bm25 negatives", "llm negatives"):
+    assert "…" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for label in ("BM25", "zero-shot", "none", "bm25", "cross-encoder", "Δ vs none"):
         assert label in text
-    ndcg = result.report["methods"]["cross-encoder"]["ndcg@10"]
+    ndcg = result.report["methods"]["cross-encoder"]["ndcg@10"]["mean"]
     assert f"{ndcg:.4f}" in text
 
 

@@ -20,7 +20,6 @@ from hardneg.miners.dense import dense_candidates, mine_dense
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
-from hardneg.miners.stats import false_negative_fraction
 from tests.conftest import write_beir
 
 DOCS: list[dict[str, object]] = [
@@ -204,13 +203,3 @@ def test_dense_cache_misses_when_the_model_or_corpus_changes(
     bigger = load_split(folder, "train")
     third, hit = dense_candidates(bigger, minilm, workspace, 8, cache=cache)
     assert not hit and bigger.corpus.position("new") in third.positions
-
-
-def test_false_negative_fraction_counts_judged_negatives(animals: BeirSplit) -> None:
-    from hardneg.core.negatives import MinedQuery
-
-    rows = [
-        MinedQuery("q1", "x", ("wolf1",), ("t",), ("wolf3", "fox"), ("a", "b")),
-        MinedQuery("q2", "y", ("sun",), ("t",), ("leaf", "root"), ("a", "b")),
-    ]
-    assert false_negative_fraction(rows, animals.qrels) == 0.25

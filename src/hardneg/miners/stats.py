@@ -58,15 +58,6 @@ def score_lists(rows: Sequence[MinedQuery]) -> dict[str, list[float]]:
     return {"positive": positives, "negative": negatives, "margin": margins}
 
 
-def false_negative_fraction(
-    rows: Sequence[MinedQuery], qrels: Mapping[str, Mapping[str, int]]
-) -> float:
-    """Share of mined negatives that the qrels judge for their query (any grade)."""
-    total = sum(len(r.negative_ids) for r in rows)
-    judged = sum(1 for r in rows for d in r.negative_ids if d in qrels.get(r.query_id, {}))
-    return judged / total if total else 0.0
-
-
 def run_stats(
     run: MinedRun,
     qrels: Mapping[str, Mapping[str, int]],
@@ -80,7 +71,6 @@ def run_stats(
         "rows": len(run.rows),
         "negatives": sum(negatives),
         "negatives_per_query": describe([float(n) for n in negatives]),
-        "false_negative_fraction": false_negative_fraction(run.rows, qrels),
         "scores": {name: describe(values) for name, values in scores.items()},
         "provenance": dict(run.provenance),
     } | dict(extra or {})

@@ -8,6 +8,7 @@ LLM settings come from the job's free-form options (all optional)::
     llm_per_query    generations per query (default: num_negatives)
     llm_max_queries  only the first N queries of the split
     llm_prompt_file  TOML template (see hardneg.miners.llm.prompts)
+    llm_prompt_variant  built-in prompt: query+positive (default) or query-only
     llm_temperature, llm_max_tokens, llm_seed, llm_skip_failures, llm_max_positive_cosine
     llm_max_positive_chars  the positive shown in the prompt is cut to this (default 1200)
 
@@ -141,7 +142,11 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     backend = backend_from_options(job.options)
     config = negative_config(job)
     prompt_file = optional(job.options, "llm_prompt_file", str)
-    template = negative_template(Path(prompt_file) if prompt_file else None)
+    variant = option(job.options, "llm_prompt_variant", "query+positive")
+    template = negative_template(
+        Path(prompt_file) if prompt_file else None,
+        variant,  # type: ignore[arg-type]  # checked by negative_template
+    )
     max_queries = optional(job.options, "llm_max_queries", int)
     query_ids = list(job.split.queries)[:max_queries] if max_queries else None
     items = split_positives(job.split, query_ids)

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from hardneg.miners.llm.client import ChatMessage
 
@@ -127,13 +128,38 @@ NEGATIVE = PromptTemplate(
 Sinha, 2025)."""
 
 
+NEGATIVE_QUERY_ONLY = PromptTemplate(
+    name="negative-query-only",
+    version="negative-query-only-v1",
+    system="You write short encyclopedic passages. Answer with the passage only.",
+    user=(
+        "Search query: $query\n\n"
+        "Write a passage of two or three sentences on the topic of this query, using its key "
+        "terms, that looks relevant but does NOT answer it. Reply with the passage only."
+    ),
+)
+"""The paper's corpus-free negative, written from the query alone (Sinha, 2025, first version);
+:data:`NEGATIVE` is its later variant, which also shows the LLM the positive."""
+
+NegativeVariant = Literal["query+positive", "query-only"]
+NEGATIVE_VARIANTS: dict[NegativeVariant, PromptTemplate] = {
+    "query+positive": NEGATIVE,
+    "query-only": NEGATIVE_QUERY_ONLY,
+}
+
+
 def query_template(path: Path | None = None) -> PromptTemplate:
     template = load_template(path) if path is not None else DOC2QUERY
     template.check_fields(QUERY_FIELDS, frozenset({"passage"}))
     return template
 
 
-def negative_template(path: Path | None = None) -> PromptTemplate:
-    template = load_template(path) if path is not None else NEGATIVE
+def negative_template(
+    path: Path | None = None, variant: NegativeVariant = "query+positive"
+) -> PromptTemplate:
+    """A user's template file, else the built-in prompt of ``variant``."""
+    if variant not in NEGATIVE_VARIANTS:
+        raise ValueError(f"unknown negative prompt {variant!r}; choose {list(NEGATIVE_VARIANTS)}")
+    template = load_template(path) if path is not None else NEGATIVE_VARIANTS[variant]
     template.check_fields(NEGATIVE_FIELDS, frozenset({"query"}))
     return template

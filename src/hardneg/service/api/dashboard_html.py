@@ -115,22 +115,61 @@ def _cell(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
+def _pm(summary: object) -> str:
+    if isinstance(summary, Mapping) and isinstance(summary.get("mean"), int | float):
+        return f"{summary['mean']:.4f} ± {summary.get('std') or 0.0:.4f}"
+    return _cell(summary)
+
+
+def _versus(comparison: object) -> str:
+    if not isinstance(comparison, Mapping) or not isinstance(comparison.get("ci95"), list):
+        return "-"
+    low, high = comparison["ci95"]
+    return f"{comparison['delta']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def _p(comparison: object) -> str:
+    if isinstance(comparison, Mapping) and isinstance(comparison.get("p_holm"), int | float):
+        return f"{comparison['p_holm']:.3f}"
+    return "-"
+
+
 def experiment_table(stats: Mapping[str, Any]) -> str:
-    """The comparison of a finished experiment job (its stats)."""
-    header = ["retriever", "nDCG@10", "Recall@100", "P@10", "nDCG@10 after STAR"]
+    """The comparison of a finished experiment job (its stats): mean ± std over seeds on the
+    test split, the difference from the control arm with its 95% interval, Holm's p."""
+    stage = (stats.get("stages") or {}).get("comparison", "the comparison stage")
+    header = ["arm", "nDCG@10", "Δ vs none [95% CI]", "p (Holm)", "Recall@100", "+ ADORE nDCG@10"]
     rows = []
     for name, metrics in (stats.get("baselines") or {}).items():
         rows.append(
-            [e(name)] + [_cell(metrics.get(k)) for k in ("ndcg@10", "recall@100", "p@10")] + ["-"]
+            [
+                e(name),
+                _cell(metrics.get("ndcg@10")),
+                "-",
+                "-",
+                _cell(metrics.get("recall@100")),
+                "-",
+            ]
         )
-    for method, entry in (stats.get("methods") or {}).items():
+    for arm, entry in (stats.get("methods") or {}).items():
         rows.append(
-            [f"<b>{e(method)}</b> negatives"]
-            + [_cell(entry.get(k)) for k in ("ndcg@10", "recall@100", "p@10")]
-            + [_cell((entry.get("star") or {}).get("ndcg@10"))]
+            [
+                f"<b>{e(arm)}</b>",
+                _pm(entry.get("ndcg@10")),
+                _versus(entry.get("vs_control")),
+                _p(entry.get("vs_control")),
+                _pm(entry.get("recall@100")),
+                _pm((entry.get("adore") or {}).get("ndcg@10")),
+            ]
         )
     best = stats.get("best_method")
-    caption = f"<p>Best: <b>{e(best)}</b>.</p>" if best else ""
+    tied = ", ".join(str(a) for a in stats.get("indistinguishable") or [])
+    verdict = (
+        f"Best: <b>{e(best)}</b> (significantly better than every other arm)."
+        if best
+        else f"No arm is significantly better than every other; cannot be told apart: {e(tied)}."
+    )
+    caption = f"<p>Comparison stage: {e(stage)}. {verdict}</p>"
     return table(header, rows, numeric_from=1) + caption
 
 

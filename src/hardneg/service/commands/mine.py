@@ -47,7 +47,12 @@ def summary_table(result: MineResult) -> Table:
     table.add_row("short of negatives", str(queries["queries_short"]))
     table.add_row("skipped (reason: count)", str(queries["queries_skipped"] or "none"))
     table.add_row("negatives", str(stats["negatives"]))
-    table.add_row("false-negative fraction", f"{stats['false_negative_fraction']:.4f}")
+    probe = cast(dict[str, object], stats.get("false_negative_probe") or {})
+    if probe.get("rate") is not None:
+        table.add_row(
+            "hidden positives mined (probe)",
+            f"{probe['returned']} of {probe['hidden_positives']} ({probe['rate']:.3f})",
+        )
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()))
     table.add_row("output", str(result.output))
     return table

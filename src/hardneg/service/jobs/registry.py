@@ -91,8 +91,13 @@ KINDS: dict[str, JobKind] = {
             params=ExperimentParams,
             run="hardneg.service.jobs.kinds.experiment:run",
             description="Which negatives help on this corpus? Mine bm25, dense, cross-encoder and "
-            "LLM negatives with one budget, train each with STAR then ADORE, score them on the "
-            "test split; report.md/json and plots are published as artifacts.",
+            "LLM negatives for one budget of queries; train each arm and the control arm none "
+            "(in-batch negatives only) on the same queries and seeds with static-negative STAR "
+            "(quick profile: 'STAR, frozen documents', the query tower against frozen document "
+            "embeddings), then ADORE as a second stage that draws its own negatives; score on "
+            "the test split after all training and compare arms with Holm-corrected paired "
+            "tests (best_method is null unless one arm beats every other); report.md/json and "
+            "plots are published as artifacts.",
         ),
         JobKind(
             name="corpus",

@@ -12,11 +12,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hardneg.core.atomic import atomic_path
+from hardneg.core.beir import BeirSplit
 from hardneg.core.bm25 import BM25Params
 from hardneg.core.cache import Cache
 from hardneg.core.dense import DenseIndexConfig
@@ -30,7 +31,9 @@ from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MinedRun, MinerFn, MiningJob
 from hardneg.miners.llm.mine import mine_llm
+from hardneg.miners.llm.negatives import METHOD as LLM_METHOD
 from hardneg.miners.output import FORMATS, LAYOUTS, Format, Layout, write_outputs
+from hardneg.miners.probe import NOT_APPLICABLE, count_returned, hide_positives
 from hardneg.miners.stats import write_stats
 from hardneg.service.pipelines.data import load_dataset_split
 from hardneg.service.settings import Settings
@@ -69,6 +72,7 @@ class MineRequest:
     formats: tuple[Format, ...] = FORMATS
     use_cache: bool = True
     options: Mapping[str, object] = field(default_factory=dict)
+    probe: bool = True  # also run the false-negative probe (hardneg.miners.probe) into stats
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,24 @@ def make_job(
     )
 
 
+def false_negative_probe(
+    miner: MinerFn, job: MiningJob, seed: int, progress: Progress = no_progress
+) -> dict[str, object]:
+    """Mine the split's queries with two or more positives again, one positive hidden from the
+    miner, and count how often it comes back as a negative (:mod:`hardneg.miners.probe`)."""
+    split = job.split
+    hidden = hide_positives(split.qrels, seed, split.queries)
+    if not hidden.hidden:
+        return {"hidden_positives": 0, "returned": 0, "rate": None,
+                "note": "no query of the split has two positives"}  # fmt: skip
+    probed = BeirSplit(
+        split.name, split.corpus, {q: split.queries[q] for q in hidden.qrels}, hidden.qrels
+    )
+    # uncached: a side measurement, never served as a mining result
+    run = miner(replace(job, split=probed, cache=None), progress)
+    return count_returned(run.rows, hidden.hidden).to_json()
+
+
 def run_meta(request: MineRequest, run: MinedRun) -> dict[str, object]:
     return {
         "method": run.method,
@@ -132,6 +154,7 @@ def write_run(
     job: MiningJob,
     run: MinedRun,
     progress: Progress = no_progress,
+    probe: Mapping[str, object] | None = None,
 ) -> tuple[dict[str, Path], dict[str, object]]:
     """Write every file into a temp folder, then rename it over ``output``."""
     meta = run_meta(request, run)
@@ -146,7 +169,11 @@ def write_run(
             request.formats,
             progress,
         )
-        extra = {"exports": {"rows": dict(exports.rows), "left_out": dict(exports.left_out)}}
+        extra: dict[str, object] = {
+            "exports": {"rows": dict(exports.rows), "left_out": dict(exports.left_out)}
+        }
+        if probe is not None:
+            extra["false_negative_probe"] = dict(probe)
         stats_path, png_path, stats = write_stats(temp, run, job.split.qrels, extra)
         relative = {
             "mined": exports.mined,
@@ -186,11 +213,20 @@ def run_mining(
     loaded = time.perf_counter()
     run = miner(job, progress)
     mined = time.perf_counter()
-    files, stats = write_run(output, request, job, run, progress)
+    probe: dict[str, object] | None = None
+    if request.probe:
+        if run.method == LLM_METHOD:
+            probe = {"hidden_positives": None, "returned": None, "rate": None,
+                     "note": NOT_APPLICABLE}  # fmt: skip
+        else:
+            probe = false_negative_probe(miner, job, request.filters.seed, progress)
+    probed = time.perf_counter()
+    files, stats = write_run(output, request, job, run, progress, probe)
     seconds = {
         "load": loaded - started,
         "mine": mined - loaded,
-        "write": time.perf_counter() - mined,
+        "probe": probed - mined,
+        "write": time.perf_counter() - probed,
     }
     logger.info("mined %d queries with %s into %s", len(run.rows), run.method, output)
     return MineResult(output, files, stats, seconds)

@@ -64,7 +64,7 @@ def _history(services: Services, record: JobRecord) -> list[dict[str, object]]:
     candidates = [folder / "model" / "metrics.jsonl"]
     if record.kind == "experiment":
         candidates = sorted(
-            (folder / "experiment" / "models").glob("*/*/metrics.jsonl"),
+            (folder / "experiment" / "models").glob("*/*/*/metrics.jsonl"),
             key=lambda p: p.stat().st_mtime,
         )[-1:]
     return views.read_history(candidates[0]) if candidates else []

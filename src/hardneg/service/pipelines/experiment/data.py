@@ -1,13 +1,20 @@
-"""The experiment's own BEIR folder: the source corpus (linked, not copied), its test split, and
-the training budget cut from the train split (or from LLM-generated queries when there is none).
+"""The experiment's own BEIR folder: the source corpus and test qrels (linked, never read here),
+and the training queries cut into disjoint, seeded roles.
 
-Splits written under ``qrels/``:
+Splits written under ``qrels/`` (what each one is for is also said in the report):
 
-- ``test``: the source's test qrels, unchanged (every method is scored on it);
-- ``train``: the budget, a seeded sample of training queries that have a positive, which every
-  negative source mines and trains on;
-- ``reranker``: other training queries, disjoint from the budget, used only to train the
-  cross-encoder when the user gives none (so it never sees the budget's positives).
+- ``train``: the budget, the training queries every arm mines negatives for and trains on;
+- ``val``: training queries held out for validation (training curves, checkpoint choice);
+  never in the budget, never the reranker's;
+- ``reranker``: other training queries, used only to train the cross-encoder when the user
+  gives none (so it never sees the budget's or validation's positives);
+- ``probe``: the false-negative probe (:mod:`hardneg.miners.probe`): budget queries with at
+  least two positives, one of them hidden (``probe-hidden.json`` says which);
+- ``test``: a link to the source's test qrels. Only the final scoring stages read it.
+
+The training queries are the source's train split (``queries="human"``) or LLM-written queries
+for sampled passages, round-trip filtered (``queries="generated"``, also the fallback when the
+source has no train split).
 """
 
 from __future__ import annotations
@@ -17,24 +24,56 @@ import logging
 import random
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import DataError, find_corpus_file, load_qrels, load_queries
+from hardneg.miners.probe import hide_positives
 
 logger = logging.getLogger(__name__)
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 MARKER = "experiment-data.json"
+PROBE_FILE = "probe-hidden.json"
+QuerySource = Literal["human", "generated"]
+QUERY_SOURCES: tuple[QuerySource, ...] = ("human", "generated")
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Disjoint query ids per role, each sorted."""
+
+    train: list[str]
+    val: list[str]
+    reranker: list[str]
 
 
 @dataclass(frozen=True)
 class ExperimentData:
     folder: Path
     train_queries: int
+    val_queries: int
     reranker_queries: int
+    probe_queries: int
     generated: bool  # the training queries were written by the LLM
+    available_queries: int  # training queries with a positive before the roles were cut
+
+    @classmethod
+    def read(cls, folder: Path) -> ExperimentData:
+        info = json.loads((folder / MARKER).read_text())
+        return cls(folder=folder, **{k: info[k] for k in _COUNTS})
+
+
+_COUNTS = (
+    "train_queries",
+    "val_queries",
+    "reranker_queries",
+    "probe_queries",
+    "generated",
+    "available_queries",
+)
 
 
 def _positive_queries(qrels: Mapping[str, Mapping[str, int]]) -> list[str]:
@@ -55,82 +94,113 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def split_budget(
-    query_ids: list[str], budget: int | None, held_out: int, seed: int
-) -> tuple[list[str], list[str]]:
-    """(budget queries, held-out queries for the reranker), disjoint, from a seeded shuffle."""
+def split_roles(
+    query_ids: list[str], budget: int | None, val: int, held_out: int, seed: int
+) -> Roles:
+    """Disjoint roles from one seeded shuffle: validation first (at most a fifth of the
+    queries), then the budget, then the reranker's queries from what is left."""
     order = list(query_ids)
     random.Random(seed).shuffle(order)
-    size = len(order) if budget is None else min(budget, len(order))
-    chosen, rest = order[:size], order[size:]
-    return sorted(chosen), sorted(rest[:held_out])
+    val_size = min(val, len(order) // 5)
+    val_ids, rest = order[:val_size], order[val_size:]
+    size = len(rest) if budget is None else min(budget, len(rest))
+    chosen, rest = rest[:size], rest[size:]
+    return Roles(sorted(chosen), sorted(val_ids), sorted(rest[:held_out]))
 
 
 def prepare_data(
     source: Path,
     output: Path,
-    budget: int | None,
-    held_out: int,
+    counts: Mapping[str, int | None],
     seed: int,
+    queries: QuerySource,
     generate: Callable[[], Path],
 ) -> ExperimentData:
     """Write (once) the experiment's BEIR folder at ``output``; a finished one is reused.
 
-    ``generate()`` is called only when ``source`` has no train split: it returns a BEIR folder of
-    LLM-written queries with ``qrels/train.tsv`` over the same corpus.
+    ``counts`` holds ``train_queries`` (None: all), ``val_queries`` and ``reranker_queries``.
+    ``generate()`` is called for generated queries (asked for, or no train split): it returns a
+    BEIR folder of LLM-written queries with ``qrels/train.tsv`` over the same corpus.
     """
-    marker = output / MARKER
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        return ExperimentData(
-            output, info["train_queries"], info["reranker_queries"], info["generated"]
-        )
+    if (output / MARKER).is_file():
+        return ExperimentData.read(output)
     test_path = source / "qrels" / "test.tsv"
     if not test_path.is_file():
         raise DataError(test_path, None, "the experiment needs a test split to score methods on")
-    queries = load_queries(source / "queries.jsonl")
-    test = load_qrels(test_path)
-    train_folder, generated = source, False
-    if not (source / "qrels" / "train.tsv").is_file():
-        logger.info("%s has no train split: generating training queries with the LLM", source)
-        train_folder, generated = generate(), True
-    train = load_qrels(train_folder / "qrels" / "train.tsv")
-    train_texts = load_queries(train_folder / "queries.jsonl") if generated else queries
-    chosen, held = split_budget(_positive_queries(train), budget, held_out, seed)
-    if not chosen:
-        raise DataError(
-            train_folder / "qrels" / "train.tsv", None, "no training query has a positive"
-        )
-    clash = set(chosen + held) & set(test) if generated else set()
-    if clash:
-        raise DataError(
-            train_folder, None, f"generated query ids clash with test ids: {sorted(clash)[:3]}"
-        )
-    rows = {q: queries[q] for q in test} | {q: train_texts[q] for q in chosen + held}
+    source_queries = load_queries(source / "queries.jsonl")
+    human_path = source / "qrels" / "train.tsv"
+    human = load_qrels(human_path) if human_path.is_file() else None
+    generated = queries == "generated" or human is None
+    if generated:
+        if human is None:
+            logger.info("%s has no train split: generating training queries", source)
+        train_folder = generate()
+        train = load_qrels(train_folder / "qrels" / "train.tsv")
+        texts = load_queries(train_folder / "queries.jsonl")
+        clash = sorted(set(texts) & set(source_queries))
+        if clash:
+            raise DataError(train_folder, None, f"generated query ids clash: {clash[:3]}")
+    else:
+        train, texts = human or {}, source_queries
+    available = _positive_queries(train)
+    roles = split_roles(
+        available, counts["train_queries"], counts["val_queries"] or 0,
+        counts["reranker_queries"] or 0, seed,
+    )  # fmt: skip
+    if not roles.train:
+        where = train_folder / "qrels" / "train.tsv" if generated else human_path
+        raise DataError(where, None, "no training query has a positive")
+    # the probe's queries are never ones a cross-encoder trained here has seen
+    if not generated:
+        probe = hide_positives(train, seed, roles.train)
+    elif human is not None:  # generated training queries: probe with the human ones
+        probe = hide_positives(human, seed)
+    else:
+        probe = hide_positives(train, seed, roles.train)
+    rows = source_queries | {q: texts[q] for q in [*roles.train, *roles.val, *roles.reranker]}
     with atomic_path(output) as temp:
         (temp / "qrels").mkdir(parents=True)
         corpus = find_corpus_file(source)
         _link_or_copy(corpus, temp / corpus.name)
+        _link_or_copy(test_path, temp / "qrels" / "test.tsv")
         (temp / "queries.jsonl").write_text(
             "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in rows.items()),
             encoding="utf-8",
         )
-        (temp / "qrels" / "test.tsv").write_text(_qrels_text(test, sorted(test)), encoding="utf-8")
-        (temp / "qrels" / "train.tsv").write_text(_qrels_text(train, chosen), encoding="utf-8")
-        if held:
-            (temp / "qrels" / "reranker.tsv").write_text(_qrels_text(train, held), encoding="utf-8")
-        info = {
+        for name, ids in asdict(roles).items():
+            if ids:
+                (temp / "qrels" / f"{name}.tsv").write_text(
+                    _qrels_text(train, ids), encoding="utf-8"
+                )
+        if probe.hidden:
+            (temp / "qrels" / "probe.tsv").write_text(
+                _qrels_text(probe.qrels, sorted(probe.qrels)), encoding="utf-8"
+            )
+        (temp / PROBE_FILE).write_text(json.dumps(probe.hidden, indent=2), encoding="utf-8")
+        info: dict[str, object] = {
             "source": str(source),
-            "train_queries": len(chosen),
-            "reranker_queries": len(held),
+            "queries": "generated" if generated else "human",
+            "train_queries": len(roles.train),
+            "val_queries": len(roles.val),
+            "reranker_queries": len(roles.reranker),
+            "probe_queries": len(probe.hidden),
             "generated": generated,
+            "available_queries": len(available),
             "seed": seed,
         }
         (temp / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
     logger.info(
-        "experiment data: %d budget queries, %d held out for the reranker%s",
-        len(chosen),
-        len(held),
+        "experiment data: %d budget, %d validation, %d reranker, %d probe queries%s",
+        len(roles.train),
+        len(roles.val),
+        len(roles.reranker),
+        len(probe.hidden),
         " (LLM-generated)" if generated else "",
     )
-    return ExperimentData(output, len(chosen), len(held), generated)
+    return ExperimentData.read(output)
+
+
+def hidden_positives(folder: Path) -> dict[str, str]:
+    """The probe's hidden positive per query (empty when no query had two positives)."""
+    path = folder / PROBE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

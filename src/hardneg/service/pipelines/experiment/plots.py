@@ -1,5 +1,5 @@
 """The experiment's PNG plots (matplotlib's Agg canvas, no pyplot global state): metric bars per
-method, base-model score histograms of positives vs negatives per method, training curves."""
+arm, base-model score histograms of positives vs negatives per source, training curves."""
 
 from __future__ import annotations
 
@@ -33,23 +33,26 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def plot_metrics(path: Path, report: Mapping[str, Any]) -> Path:
-    """One panel per metric: a bar per baseline and per method (after STAR -> ADORE)."""
-    labels = list(report["baselines"]) + list(report["methods"])
-    values = {
-        metric: [report["baselines"][b].get(metric) or 0.0 for b in report["baselines"]]
-        + [report["methods"][m].get(metric) or 0.0 for m in report["methods"]]
-        for metric in BAR_METRICS
-    }
+    """One panel per metric: a bar per baseline and per arm (comparison stage, mean over seeds,
+    with the seeds' standard deviation as the error bar)."""
+    baselines, arms = report["baselines"], report["methods"]
+    labels = list(baselines) + list(arms)
     figure = _figure(4.2 * len(BAR_METRICS), 4)
-    colors = ["tab:gray"] * len(report["baselines"]) + ["tab:blue"] * len(report["methods"])
+    colors = ["tab:gray"] * len(baselines) + [
+        "tab:orange" if arm == "none" else "tab:blue" for arm in arms
+    ]
     for i, metric in enumerate(BAR_METRICS):
+        values = [float(baselines[b].get(metric) or 0.0) for b in baselines] + [
+            float(arms[a][metric]["mean"]) for a in arms
+        ]
+        errors = [0.0] * len(baselines) + [float(arms[a][metric]["std"]) for a in arms]
         axes = figure.add_subplot(1, len(BAR_METRICS), i + 1)
-        axes.bar(range(len(labels)), values[metric], color=colors)
+        axes.bar(range(len(labels)), values, yerr=errors, color=colors, capsize=3)
         axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-        low = min(values[metric]) if values[metric] else 0.0
+        low = min(values) if values else 0.0
         axes.set_ylim(max(0.0, low - 0.1 * max(low, 1e-9)), None)
-        axes.set_title(metric)
-        for x, v in enumerate(values[metric]):
+        axes.set_title(f"{metric} (test)")
+        for x, v in enumerate(values):
             axes.text(x, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     return _save(figure, path)
 
@@ -80,7 +83,8 @@ def read_history(folder: Path) -> list[dict[str, Any]]:
 
 
 def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> Curve:
-    """Loss and test nDCG@10 by optimizer step, STAR then ADORE on one step axis."""
+    """Loss and validation nDCG@10 by optimizer step, the comparison stage then ADORE on one
+    step axis (the test split is never scored while training)."""
     curve: Curve = {"loss": [], "ndcg@10": [], "adore_from_step": []}
     offset = 0
     for stage in ("star", "star_adore"):
@@ -97,7 +101,8 @@ def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> Curve:
 
 
 def plot_curves(path: Path, curves: Mapping[str, Curve]) -> Path:
-    """Training loss (left) and test nDCG@10 (right) per method; the dotted line starts ADORE."""
+    """Training loss (left) and validation nDCG@10 (right) per arm; the dotted line starts
+    ADORE."""
     figure = _figure(11, 4)
     loss_axes = figure.add_subplot(1, 2, 1)
     ndcg_axes = figure.add_subplot(1, 2, 2)
@@ -112,8 +117,8 @@ def plot_curves(path: Path, curves: Mapping[str, Curve]) -> Path:
         for method_curve in curves.values():
             for start, _ in method_curve["adore_from_step"][:1]:
                 axes.axvline(start, color="gray", linestyle=":")
-        axes.set_xlabel("optimizer step (STAR, then ADORE)")
+        axes.set_xlabel("optimizer step (comparison stage, then ADORE)")
         axes.legend(fontsize=8)
     loss_axes.set_title("training loss")
-    ndcg_axes.set_title("test nDCG@10")
+    ndcg_axes.set_title("validation nDCG@10")
     return _save(figure, path)

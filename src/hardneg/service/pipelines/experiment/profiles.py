@@ -1,8 +1,9 @@
-"""Experiment profiles: one budget and one training recipe shared by every negative source.
+"""Experiment profiles: one budget and one training recipe shared by every arm.
 
-``quick`` is sized for a 2-core CPU (about half an hour on SciFact); ``full`` is the GPU box's
-run. Every method gets the same training queries, the same number of mined negatives per query
-and the same optimizer steps, so differences in the report come from the negatives alone.
+``quick`` is sized for a 2-core CPU (under half an hour on SciFact); ``full`` is the GPU box's
+run. Every arm (the control ``none`` and each negative source) trains on the same queries in the
+same order, with the same number of mined negatives asked for per query and the same optimizer
+steps, repeated over the same training seeds, so differences come from the negatives alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-METHODS: tuple[str, ...] = ("bm25", "dense", "cross-encoder", "llm")
+CONTROL = "none"  # the control arm: the same recipe with in-batch negatives only
+METHODS: tuple[str, ...] = ("bm25", "dense", "cross-encoder", "llm", "llm-query-only")
+DEFAULT_METHODS: tuple[str, ...] = ("bm25", "dense", "cross-encoder", "llm")
+LLM_PROMPTS: dict[str, str] = {"llm": "query+positive", "llm-query-only": "query-only"}
+"""The LLM arms and their prompt variant (hardneg.miners.llm.prompts.NEGATIVE_VARIANTS)."""
 
 
 @dataclass(frozen=True)
@@ -18,10 +23,11 @@ class Profile:
     name: str
     # budget, the same for every negative source
     train_queries: int | None  # training queries mined and trained on (None: all of them)
+    val_queries: int  # training queries held out for validation (at most a fifth of them)
     num_negatives: int  # negatives mined per query
     pool_depth: int  # cross-encoder: BM25 ∪ dense top-N rescored per query
-    # training recipe: STAR, then ADORE from the STAR model
-    freeze_documents: bool  # STAR trains the query tower only (corpus encoded once)
+    # training recipe: static-negative STAR (the comparison), then ADORE from its model
+    freeze_documents: bool  # "STAR, frozen documents": the query tower only (corpus encoded once)
     batch_size: int
     negatives_per_step: int  # static negatives per query and step (STAR)
     star_steps: int
@@ -30,7 +36,8 @@ class Profile:
     adore_learning_rate: float
     adore_top_k: int
     max_doc_length: int
-    eval_steps: int  # test-split points on the training curves (0: only before/after)
+    eval_steps: int  # validation points on the training curves (0: only at the end)
+    seeds: int  # training repeats per arm (data order, negative sampling)
     # the cross-encoder trained for cross-encoder mining when none is given
     reranker_queries: int  # held-out training queries (never in the budget)
     reranker_steps: int
@@ -41,15 +48,20 @@ class Profile:
     llm_max_tokens: int
     llm_max_positive_chars: int  # the positive shown to the LLM is cut to this
     generate_passages: int  # passages to write queries for when the corpus has no train split
-    trims: tuple[str, ...] = ()  # what this profile leaves out, said in the report
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def first_stage(self) -> str:
+        """The name of the comparison stage, saying which STAR ran."""
+        return "STAR, frozen documents" if self.freeze_documents else "STAR"
 
 
 QUICK = Profile(
     name="quick",
     train_queries=512,
+    val_queries=100,
     num_negatives=1,
     pool_depth=8,
     freeze_documents=True,
@@ -62,6 +74,7 @@ QUICK = Profile(
     adore_top_k=100,
     max_doc_length=256,
     eval_steps=20,
+    seeds=3,
     reranker_queries=297,
     reranker_steps=60,
     reranker_learning_rate=1e-4,
@@ -70,25 +83,12 @@ QUICK = Profile(
     llm_max_tokens=48,
     llm_max_positive_chars=500,
     generate_passages=300,
-    trims=(
-        "512 training queries per method (a seeded sample) with 1 negative each: the packaged "
-        "LLM writes about one negative per 2 s on 2 CPU cores, and every method gets the same "
-        "budget (the other 297 training queries train the cross-encoder)",
-        "STAR trains the query tower only, against the base model's frozen document "
-        "embeddings (so the corpus is encoded once); the full profile trains the shared encoder",
-        "40 STAR + 100 ADORE steps of 16 queries; ADORE retrieves the top 100, not 200",
-        "the cross-encoder is a MiniLM reranker trained here for 60 steps on the 297 held-out "
-        "training queries (none can be downloaded offline); it rescores BM25 ∪ dense top 8 "
-        "with pairs cut to 128 tokens; pass --cross-encoder to use a real one",
-        "LLM negatives come from the packaged SmolLM2-135M: 48-token passages written from the "
-        "query and the first 500 characters of its positive (a real 1-8B model through the "
-        "openai backend is the intended use)",
-    ),
 )
 
 FULL = Profile(
     name="full",
     train_queries=None,
+    val_queries=500,
     num_negatives=8,
     pool_depth=100,
     freeze_documents=False,
@@ -101,6 +101,7 @@ FULL = Profile(
     adore_top_k=200,
     max_doc_length=256,
     eval_steps=200,
+    seeds=3,
     reranker_queries=2000,
     reranker_steps=1000,
     reranker_learning_rate=2e-5,

@@ -1,5 +1,5 @@
-"""The experiment's report: ``report.json`` (numbers), ``report.md`` (the table and what the
-profile trims) and the plots of :mod:`.plots`."""
+"""The experiment's report: ``report.json`` (numbers), ``report.md`` (tables, the verdict, what
+each split did, what the profile trims) and the plots of :mod:`.plots`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ import platform
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from hardneg.core.atomic import write_text_atomic
+from hardneg.service.pipelines.experiment.comparison import (
+    METRIC,
+    Verdict,
+    compare,
+    per_query,
+    summarise,
+)
 from hardneg.service.pipelines.experiment.data import ExperimentData
 from hardneg.service.pipelines.experiment.plots import (
     plot_curves,
@@ -23,52 +30,23 @@ from hardneg.service.pipelines.experiment.plots import (
     read_history,
     training_curves,
 )
+from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
+from hardneg.service.pipelines.experiment.request import ExperimentRequest
+from hardneg.service.pipelines.experiment.trims import split_roles_text, trims
 
-if TYPE_CHECKING:
-    from hardneg.service.pipelines.experiment.run import ExperimentRequest
-
-HEADLINE = ("ndcg@10", "recall@100", "p@10", "mrr@10")
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+STAGES = ("star", "star_adore")  # the comparison stage, then ADORE from its model
 
 Stage = dict[str, Any]
 
 
-def _metrics(stage: Stage) -> dict[str, float]:
-    """Metrics of an evaluation stage or of a training stage's after-training evaluation."""
-    if "summary" in stage:
-        after = stage["summary"].get("metrics_after") or {}
-        return {k: round(float(v), 4) for k, v in after.items()}
-    return {k: round(float(v), 4) for k, v in stage["metrics"].items()}
+def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in metrics.items()}
 
 
 def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
-
-
-def method_entry(runs: Mapping[str, Stage], scores: Mapping[str, list[float]]) -> dict[str, Any]:
-    final = _metrics(runs["star_adore"])
-    stats = runs["mining"]["stats"]
-    per_query = stats.get("negatives_per_query") or {}
-    return {name: final.get(name) for name in HEADLINE} | {
-        "star": _metrics(runs["star"]),
-        "star_adore": final,
-        "mining": {
-            "queries": stats.get("rows"),
-            "negatives": stats.get("negatives"),
-            "negatives_per_query": per_query.get("mean"),
-            "false_negative_fraction": stats.get("false_negative_fraction"),
-            "skipped": (stats.get("queries") or {}).get("skipped"),
-            "seconds": runs["mining"].get("stage_seconds"),
-        },
-        "hardness": {
-            "positive_cosine_mean": _mean(scores.get("positive", [])),
-            "negative_cosine_mean": _mean(scores.get("negative", [])),
-        },
-        "train_seconds": round(
-            runs["star"].get("stage_seconds", 0) + runs["star_adore"].get("stage_seconds", 0), 1
-        ),
-    }
 
 
 def reranker_summary(folder: Path, negatives_per_query: int) -> dict[str, Any]:
@@ -95,35 +73,126 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _mining(stage: Stage | None) -> dict[str, Any] | None:
+    if stage is None:
+        return None
+    stats = stage["stats"]
+    per_query_counts = stats.get("negatives_per_query") or {}
+    return {
+        "queries_with_negatives": stats.get("rows"),
+        "negatives": stats.get("negatives"),
+        "negatives_per_query": per_query_counts.get("mean"),
+        "skipped": (stats.get("queries") or {}).get("skipped"),
+        "seconds": stage.get("stage_seconds"),
+    }
+
+
+def _verdicts(tested: Mapping[str, Mapping[int, Stage]]) -> dict[str, Verdict]:
+    """Per stage: the verdict on per-query scores averaged over seeds."""
+    verdicts = {}
+    for stage in STAGES:
+        scores = {
+            arm: per_query({seed: runs[stage] for seed, runs in seeds.items()})
+            for arm, seeds in tested.items()
+        }
+        verdicts[stage] = compare(scores)
+    return verdicts
+
+
+def arm_entry(
+    arm: str,
+    runs: Mapping[str, Any],
+    verdicts: Mapping[str, Verdict],
+    hardness: Mapping[str, list[float]],
+) -> dict[str, Any]:
+    tested = runs["tested"][arm]
+    first = summarise({seed: stages["star"] for seed, stages in tested.items()})
+    adore = summarise({seed: stages["star_adore"] for seed, stages in tested.items()})
+    comparison, second = verdicts["star"], verdicts["star_adore"]
+
+    def versus(verdict: Verdict, table: str) -> dict[str, Any] | None:
+        found = getattr(verdict, table).get(arm)
+        return None if found is None else found.to_json()
+
+    trained = runs["trained"][arm]
+    seconds = sum(
+        stage.get("stage_seconds", 0) for stages in trained.values() for stage in stages.values()
+    )
+    arm_info = runs["arms"][arm]
+    return first | {
+        "stage": "comparison",
+        "queries_trained": arm_info["queries_trained"],
+        "negatives_histogram": arm_info["negatives_histogram"],
+        "vs_control": versus(comparison, "vs_control"),
+        "vs_best": versus(comparison, "vs_best"),
+        "adore": adore
+        | {
+            "vs_control": versus(second, "vs_control"),
+            "vs_best": versus(second, "vs_best"),
+        },
+        "prompt": LLM_PROMPTS.get(arm),
+        "mining": _mining(runs["mined"].get(arm)),
+        "hardness": {
+            "positive_cosine_mean": _mean(hardness.get("positive", [])),
+            "negative_cosine_mean": _mean(hardness.get("negative", [])),
+        },
+        "train_seconds": round(seconds, 1),
+    }
+
+
 def build_report(
     request: ExperimentRequest,
     data: ExperimentData,
     baselines: Mapping[str, Stage],
-    methods: Mapping[str, Mapping[str, Stage]],
+    runs: Mapping[str, Any],
     scores: Stage,
     wall_seconds: float,
     stage_seconds: Mapping[str, float],
     reranker: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``runs`` holds ``mined``, ``probes``, ``arms``, ``trained`` and ``tested`` (see run.py)."""
     profile = request.profile
-    entries = {m: method_entry(runs, scores["methods"].get(m, {})) for m, runs in methods.items()}
-    best = max(entries, key=lambda m: entries[m]["ndcg@10"] or 0.0)
+    verdicts = _verdicts(runs["tested"])
+    entries = {
+        arm: arm_entry(arm, runs, verdicts, scores["methods"].get(arm, {}))
+        for arm in runs["tested"]
+    }
+    seeds = request.training_seeds
     return {
         "dataset": request.data,
         "model": request.model or "all-MiniLM-L6-v2 (packaged)",
         "profile": profile.name,
-        "trims": list(profile.trims),
-        "settings": profile.to_dict() | {"seed": request.seed, "llm": request.llm.describe()},
+        "queries": "generated" if data.generated else "human",
+        "stages": {
+            "comparison": f"{profile.first_stage} (static negatives from each arm's file; "
+            "the control arm none has in-batch negatives only)",
+            "second": "ADORE from the comparison stage's model: it retrieves its own negatives "
+            "every step and does not read the arm's negatives",
+        },
+        "splits": split_roles_text(data),
+        "trims": trims(request, data),
+        "settings": profile.to_dict()
+        | {"seed": request.seed, "training_seeds": seeds, "llm": request.llm.describe()},
         "budget": {
             "train_queries": data.train_queries,
             "negatives_per_query": profile.num_negatives,
-            "optimizer_steps": profile.star_steps + profile.adore_steps,
+            "optimizer_steps": {"comparison": profile.star_steps, "adore": profile.adore_steps},
+            "seeds": len(seeds),
             "generated_training_queries": data.generated,
         },
+        "significance": {
+            "metric": METRIC,
+            "test": "two-sided paired t-test on per-query scores averaged over seeds",
+            "interval": "95% t-interval of the mean per-query difference",
+            "correction": "Holm over every arm vs none and the top arm vs every other arm",
+            "alpha": 0.05,
+        },
         "cross_encoder": dict(reranker) if reranker else request.cross_encoder,
-        "baselines": {name: _metrics(stage) for name, stage in baselines.items()},
+        "baselines": {name: _rounded(stage["metrics"]) for name, stage in baselines.items()},
         "methods": entries,
-        "best_method": best,
+        **verdicts["star"].to_json(),
+        "adore_verdict": verdicts["star_adore"].to_json(),
+        "false_negative_probe": dict(runs["probes"]),
         "wall_seconds": round(wall_seconds, 1),
         "stage_seconds": dict(stage_seconds),
         "stage_seconds_total": round(sum(stage_seconds.values()), 1),
@@ -136,71 +205,133 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _pm(summary: Mapping[str, Any] | None) -> str:
+    return "-" if not summary else f"{summary['mean']:.4f}±{summary['std']:.4f}"
+
+
+def _delta(comparison: Mapping[str, Any] | None) -> str:
+    if not comparison:
+        return "-"
+    low, high = comparison["ci95"]
+    return f"{comparison['delta']:+.4f}±{(high - low) / 2:.4f}"
+
+
+def _p(comparison: Mapping[str, Any] | None) -> str:
+    return "-" if not comparison else f"{comparison['p_holm']:.3f}"
+
+
+TABLE_HEADER = ["arm", "nDCG@10", "Δ vs none ±CI95", "p Holm", "R@100", "+ADORE nDCG"]
+
+
 def comparison_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """Rows of the comparison table: baselines, then each method after STAR -> ADORE."""
+    """Rows of the comparison table (narrow enough for 80 columns): baselines, then arms."""
     rows = []
     for name, metrics in report["baselines"].items():
-        label = "BM25 (no training)" if name == "bm25" else "zero-shot base model"
-        rows.append([label] + [_cell(metrics.get(k)) for k in HEADLINE] + ["-", "-", "-"])
-    for method, entry in report["methods"].items():
-        mining = entry["mining"]
+        label = "BM25" if name == "bm25" else "zero-shot"
+        rows.append([label, _cell(metrics.get("ndcg@10")), "-", "-",
+                     _cell(metrics.get("recall@100")), "-"])  # fmt: skip
+    for arm, entry in report["methods"].items():
         rows.append(
-            [f"{method} negatives"]
-            + [_cell(entry.get(k)) for k in HEADLINE]
-            + [
-                _cell(entry["star"].get("ndcg@10")),
-                str(mining["queries"]),
-                _cell(entry["hardness"]["negative_cosine_mean"]),
+            [
+                arm,
+                _pm(entry["ndcg@10"]),
+                _delta(entry["vs_control"]),
+                _p(entry["vs_control"]),
+                f"{entry['recall@100']['mean']:.4f}",
+                _pm(entry["adore"]["ndcg@10"]),
             ]
         )
     return rows
 
 
-TABLE_HEADER = [
-    "retriever",
-    "nDCG@10",
-    "Recall@100",
-    "P@10",
-    "MRR@10",
-    "nDCG@10 after STAR",
-    "queries with a negative",
-    "mean negative cosine",
-]
+def verdict_sentence(report: Mapping[str, Any]) -> str:
+    best = report["best_method"]
+    if best:
+        return (
+            f"**{best}** is significantly better than every other arm "
+            f"(Holm-corrected paired t-tests, α = 0.05, on {METRIC})."
+        )
+    tied = ", ".join(report["indistinguishable"])
+    return (
+        f"No arm is significantly better than every other: the top arm "
+        f"({report['top_arm']}) cannot be told apart from {tied.split(', ', 1)[-1] or 'none'} "
+        f"(α = 0.05, Holm-corrected, on {METRIC})."
+        if len(report["indistinguishable"]) > 1
+        else f"The top arm is {report['top_arm']}."
+    )
 
 
 def markdown(report: Mapping[str, Any]) -> str:
     header = "| " + " | ".join(TABLE_HEADER) + " |"
     rule = "| --- | " + " | ".join("---:" for _ in TABLE_HEADER[1:]) + " |"
     table = "\n".join("| " + " | ".join(r) + " |" for r in comparison_rows(report))
-    budget = report["budget"]
-    trims = "\n".join(f"- {t}" for t in report["trims"]) or "- nothing"
+    budget, stages = report["budget"], report["stages"]
+    steps, recorded = budget["optimizer_steps"], report["stage_seconds_total"]
+    trims_text = "\n".join(f"- {t}" for t in report["trims"]) or "- nothing"
+    splits = "\n".join(f"- `{name}`: {text}" for name, text in report["splits"].items())
+    probe = (
+        "\n".join(
+            f"- {method}: {info.get('returned')} of {info['hidden_positives']} hidden positives "
+            f"came back as negatives (rate {info['rate']})"
+            + (f"; {info['note']}" if info.get("note") else "")
+            for method, info in report["false_negative_probe"].items()
+        )
+        or "- no source mined corpus documents"
+    )
+    histograms = "\n".join(
+        f"- {arm}: {entry['queries_trained']} queries; hard negatives per query "
+        + ", ".join(f"{k}: {v}" for k, v in entry["negatives_histogram"].items())
+        for arm, entry in report["methods"].items()
+    )
     ce = report.get("cross_encoder")
+    cross_encoder = ""
     if isinstance(ce, Mapping):
         cross_encoder = (
             f"The cross-encoder was trained here: listwise loss {ce['first_loss']} -> "
             f"{ce['final_loss']} (chance {ce['chance_loss']})."
         )
-    else:
-        cross_encoder = f"Cross-encoder: `{ce}`." if ce else ""
+    elif ce:
+        cross_encoder = f"Cross-encoder: `{ce}`."
     return f"""# Which negatives help on `{report["dataset"]}`?
 
-Base model {report["model"]}; profile `{report["profile"]}`; every method mined
-{budget["negatives_per_query"]} negatives for the same {budget["train_queries"]} training queries
-and trained the same recipe (STAR, then ADORE from the STAR model:
-{budget["optimizer_steps"]} optimizer steps). Scores are on the test split; "mean negative
-cosine" is the base model's similarity of each query to its negatives (higher is harder).
+Base model {report["model"]}; profile `{report["profile"]}`; {report["queries"]} training
+queries. Every arm trained on the same {budget["train_queries"]} queries in the same order
+({budget["negatives_per_query"]} mined negative(s) asked for per query), {budget["seeds"]} training
+seeds each. Scores are on the test split, mean ± std over seeds.
+
+- **nDCG@10** (the comparison): {stages["comparison"]}, {steps["comparison"]} steps.
+- **+ADORE nDCG**: {stages["second"]}, {steps["adore"]} more steps.
+- **Δ vs none ±CI95**: mean per-query difference from the control arm with its 95% interval;
+  **p Holm**: {report["significance"]["test"]}, Holm-corrected.
 
 {header}
 {rule}
 {table}
 
+{verdict_sentence(report)}
+
+## Training data per arm
+
+{histograms}
+
+## False-negative probe
+
+One judged positive per training query with at least two was hidden from the miner; how often it
+came back as a negative:
+
+{probe}
+
+## Which split did what
+
+{splits}
+
 {cross_encoder}
-Best: **{report["best_method"]}**. Wall time {report["wall_seconds"]:.0f} s for this invocation
-({report["stage_seconds_total"]:.0f} s of recorded stages).
+Wall time {report["wall_seconds"]:.0f} s for this invocation ({recorded:.0f} s of recorded
+stages).
 
 ## What the `{report["profile"]}` profile trims
 
-{trims}
+{trims_text}
 
 ## Plots
 
@@ -215,11 +346,11 @@ Best: **{report["best_method"]}**. Wall time {report["wall_seconds"]:.0f} s for 
 def write_report(
     output: Path,
     report: Mapping[str, Any],
-    methods: Mapping[str, Mapping[str, Stage]],
+    trained: Mapping[str, Mapping[int, Mapping[str, Stage]]],
     scores: Stage,
 ) -> dict[str, Path]:
     """Write report.json, report.md and the plots into ``output``; returns their paths."""
-    curves = {m: training_curves(runs) for m, runs in methods.items()}
+    curves = {arm: training_curves(seeds[min(seeds)]) for arm, seeds in trained.items()}
     files = {
         "metrics": plot_metrics(output / "metrics.png", report),
         "scores": plot_scores(output / "scores.png", scores),

@@ -1,11 +1,20 @@
 """``hardneg experiment``: which negatives help on this corpus?
 
-On one BEIR corpus: score the base model zero-shot and BM25, then for each negative source (BM25,
-dense, cross-encoder, LLM-written) mine with the same budget, train with the same recipe (STAR,
-then ADORE from the STAR model) and score on the test split. The output folder holds the report
-(``report.md``, ``report.json``, plots) and every intermediate artifact; each finished stage is
-recorded under ``stages/``, so a rerun after a crash continues where it stopped (embeddings,
-candidates and LLM outputs also come from the workspace caches).
+On one BEIR corpus, with one budget of training queries (:mod:`.data`):
+
+1. mine negatives once per source (BM25, dense, cross-encoder, LLM-written), and run the
+   false-negative probe for each corpus-document source (:mod:`hardneg.miners.probe`);
+2. write one training file per arm, the control ``none`` (no hard negatives) included, each with
+   the same queries in the same order (:mod:`.arms`);
+3. for every training seed and arm: the comparison stage (static negatives: STAR, or "STAR,
+   frozen documents"), then ADORE from its model (:mod:`.training`), validated on ``val``;
+4. once everything is trained, score every model and the two baselines (BM25, the base model
+   zero-shot) on the test split, per query;
+5. compare arms with paired tests over per-query scores averaged over seeds, Holm-corrected
+   (:mod:`.comparison`), and write the report (:mod:`.report`).
+
+Each finished stage is recorded under ``stages/``, so a rerun after a crash continues where it
+stopped; embeddings, candidates and LLM outputs also come from the workspace caches.
 """
 
 from __future__ import annotations
@@ -15,55 +24,39 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import load_split
 from hardneg.core.cache import Cache
-from hardneg.core.encoders import load_encoder
+from hardneg.core.negatives import read_mined
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
-from hardneg.miners.llm.backends import BackendConfig
+from hardneg.miners.probe import NOT_APPLICABLE, count_returned
 from hardneg.service.pipelines.data import resolve_dataset
-from hardneg.service.pipelines.experiment.data import ExperimentData, prepare_data
-from hardneg.service.pipelines.experiment.profiles import METHODS, QUICK, Profile
-from hardneg.service.pipelines.experiment.report import (
-    build_report,
-    reranker_summary,
-    write_report,
+from hardneg.service.pipelines.experiment.arms import control_rows, write_arm_file
+from hardneg.service.pipelines.experiment.data import (
+    ExperimentData,
+    hidden_positives,
+    prepare_data,
 )
+from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
+from hardneg.service.pipelines.experiment.report import build_report, reranker_summary, write_report
+from hardneg.service.pipelines.experiment.request import ExperimentRequest
 from hardneg.service.pipelines.experiment.scores import score_distributions
+from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
 from hardneg.service.pipelines.generate import GenerateQueriesRequest, run_generate_queries
 from hardneg.service.pipelines.mine import MineRequest, run_mining
 from hardneg.service.settings import Settings
-from hardneg.trainers.config import TrainerKind, TrainingConfig, config_from_mapping
-from hardneg.trainers.evaluation import evaluate_bm25, evaluate_dense
-from hardneg.trainers.launch import trainer_for
 
 logger = logging.getLogger(__name__)
 
 Stage = dict[str, Any]
 REQUEST_FILE = "experiment.json"
-
-
-@dataclass(frozen=True)
-class ExperimentRequest:
-    data: str = "scifact"  # a BEIR folder or dataset name
-    profile: Profile = QUICK
-    methods: tuple[str, ...] = METHODS
-    model: str | None = None  # base bi-encoder (default: settings.model)
-    cross_encoder: str | None = None  # None: train one on held-out training queries
-    llm: BackendConfig = field(default_factory=BackendConfig)
-    seed: int = 13
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown or no methods {unknown}; choose among {', '.join(METHODS)}")
 
 
 @dataclass(frozen=True)
@@ -116,11 +109,12 @@ class Experiment:
         self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
         self.model = request.model or settings.model
         self.stages = Stages(output / "stages", progress)
+        self.recipe = Recipe(self.profile, self.model, output / "data", settings.device)
         self.reranker: dict[str, Any] | None = None  # the cross-encoder trained here, if any
 
     # --- data -----------------------------------------------------------------------------
     def prepare(self) -> ExperimentData:
-        settings = self.settings
+        settings, profile = self.settings, self.profile
         source = resolve_dataset(
             self.request.data,
             self.workspace,
@@ -128,12 +122,17 @@ class Experiment:
             settings.data_dirs,
             self.progress,
         )
+        counts = {
+            "train_queries": profile.train_queries,
+            "val_queries": profile.val_queries,
+            "reranker_queries": profile.reranker_queries,
+        }
         return prepare_data(
             source,
             self.output / "data",
-            self.profile.train_queries,
-            self.profile.reranker_queries,
+            counts,
             self.request.seed,
+            self.request.queries,
             generate=lambda: self.generate_queries(source),
         )
 
@@ -151,28 +150,9 @@ class Experiment:
             run_generate_queries(request, self.settings, folder, self.progress, self.cache)
         return folder
 
-    # --- baselines ------------------------------------------------------------------------
-    def baselines(self, data: ExperimentData) -> dict[str, Stage]:
-        def bm25() -> Stage:
-            split = load_split(data.folder, "test")
-            return evaluate_bm25(split, self.workspace, progress=self.progress).summary()
-
-        def zero_shot() -> Stage:
-            split = load_split(data.folder, "test")
-            model = load_encoder(self.model, self.settings.device)
-            result = evaluate_dense(
-                split, model, self.workspace, name="zero-shot", progress=self.progress
-            )
-            return result.summary()
-
-        return {
-            "bm25": self.stages.run("eval-bm25", bm25),
-            "zero-shot": self.stages.run("eval-zero-shot", zero_shot),
-        }
-
     # --- negatives ------------------------------------------------------------------------
-    def llm_options(self) -> dict[str, object]:
-        """The miners' ``llm_*`` options for this request's backend."""
+    def llm_options(self, method: str) -> dict[str, object]:
+        """The miners' ``llm_*`` options for this request's backend and the arm's prompt."""
         llm = self.request.llm
         options: dict[str, object] = {
             "llm_backend": llm.backend,
@@ -182,6 +162,7 @@ class Experiment:
             "llm_concurrency": llm.concurrency,
             "llm_timeout_s": llm.timeout_s,
             "llm_max_retries": llm.max_retries,
+            "llm_prompt_variant": LLM_PROMPTS[method],
         }
         if llm.model:
             options["llm_model"] = llm.model
@@ -191,7 +172,6 @@ class Experiment:
 
     def mine(
         self,
-        data: ExperimentData,
         method: str,
         split: str,
         folder: Path,
@@ -199,11 +179,10 @@ class Experiment:
         cross_encoder: str | None = None,
     ) -> Stage:
         profile = self.profile
-        options = self.llm_options() if method == "llm" else {}
         request = MineRequest(
-            data=str(data.folder),
+            data=str(self.output / "data"),
             split=split,
-            method=method,
+            method="llm" if method in LLM_PROMPTS else method,
             model=self.model,
             filters=FilterConfig(num_negatives=num_negatives, seed=self.request.seed),
             pool_depth=profile.pool_depth,
@@ -211,7 +190,8 @@ class Experiment:
             cross_encoder_max_length=profile.reranker_max_length,
             layouts=("triplet",),
             formats=("jsonl",),
-            options=options,
+            options=self.llm_options(method) if method in LLM_PROMPTS else {},
+            probe=False,  # the experiment runs its own probe stage (split "probe")
         )
         result = run_mining(request, self.settings, folder, self.progress, self.cache)
         return {
@@ -233,112 +213,110 @@ class Experiment:
         mined = self.stages.run(
             "reranker-negatives",
             lambda: self.mine(
-                data,
-                "bm25",
-                "reranker",
-                self.output / "reranker" / "mined",
-                profile.reranker_negatives,
+                "bm25", "reranker", self.output / "reranker" / "mined", profile.reranker_negatives
             ),
         )
         folder = self.output / "reranker" / "model"
-        config = self.training_config(
+        rows = sum(1 for _ in read_mined(Path(mined["mined"])))
+        config = self.recipe.config(
             mined["mined"],
             folder,
             profile.reranker_steps,
             profile.reranker_learning_rate,
+            self.request.seed,
+            rows=rows,
             negatives_per_query=profile.reranker_negatives,
             max_doc_length=profile.reranker_max_length,
-            per_device_batch_size=8,
+            per_device_batch_size=min(8, rows),
             freeze_documents=False,
             data=None,
         )
-        self.stages.run("reranker-train", lambda: self.train("reranker", config))
+        self.stages.run(
+            "reranker-train", lambda: train("reranker", config, self.workspace, self.progress)
+        )
         self.reranker = reranker_summary(folder, profile.reranker_negatives)
         return str(folder)
 
+    def probe(self, method: str, cross_encoder: str | None, hidden: dict[str, str]) -> Stage:
+        """The false-negative probe: mine the probe split (one positive hidden per query)."""
+        if method in LLM_PROMPTS:
+            return {"hidden_positives": len(hidden), "returned": None, "rate": None,
+                    "note": NOT_APPLICABLE}  # fmt: skip
+        if not hidden:
+            return {"hidden_positives": 0, "returned": 0, "rate": None,
+                    "note": "no training query has two positives"}  # fmt: skip
+        folder = self.output / "probe" / method
+        mined = self.mine(method, "probe", folder, self.profile.num_negatives, cross_encoder)
+        return count_returned(read_mined(Path(mined["mined"])), hidden).to_json()
+
     # --- training -------------------------------------------------------------------------
-    def training_config(
-        self, negatives: str, output: Path, steps: int, learning_rate: float, **overrides: Any
-    ) -> TrainingConfig:
-        profile = self.profile
-        values: dict[str, object] = {
-            "model": self.model,
-            "negatives": negatives,
-            "output_dir": str(output),
-            "data": str(self.output / "data"),
-            "corpus": str(self.output / "data"),
-            "dev_split": None,
-            "per_device_batch_size": profile.batch_size,
-            "negatives_per_query": profile.negatives_per_step,
-            "max_steps": steps,
-            "learning_rate": learning_rate,
-            "max_doc_length": profile.max_doc_length,
-            "freeze_documents": profile.freeze_documents,
-            "eval_before": False,
-            "eval_steps": profile.eval_steps,
-            "save_steps": max(1, profile.eval_steps),
-            "logging_steps": 4,
-            "seed": self.request.seed,
-            "top_k": profile.adore_top_k,
-        }
-        if self.settings.device:
-            values["device"] = self.settings.device
-        values |= overrides
-        rows = _count_lines(Path(negatives))
-        if rows < int(str(values["per_device_batch_size"])):
-            logger.info("batch size cut to the %d training queries of %s", rows, negatives)
-            values["per_device_batch_size"] = max(1, rows)
-        return config_from_mapping(values, "experiment profile")
-
-    def train(self, kind: TrainerKind, config: TrainingConfig) -> Stage:
-        info = trainer_for(kind)(config, self.workspace, self.progress)
-        return {"output": str(config.train.output_dir), "summary": info}
-
-    def train_method(self, method: str, negatives: str) -> dict[str, Stage]:
-        profile = self.profile
-        root = self.output / "models" / method
-        star = self.training_config(
-            negatives, root / "star", profile.star_steps, profile.star_learning_rate
+    def train_arm(self, arm: str, training_file: str, rows: int, seed: int) -> dict[str, Stage]:
+        root = self.output / "models" / arm / f"seed{seed}"
+        first = self.recipe.stage_one(training_file, root / "star", seed, rows)
+        name = f"train-{arm}-s{seed}"
+        star = self.stages.run(
+            f"{name}-star", lambda: train("star", first, self.workspace, self.progress)
         )
-        star_run = self.stages.run(f"train-{method}-star", lambda: self.train("star", star))
-        # ADORE starts from the STAR query encoder; its frozen documents are STAR's document side
-        document_model = self.model if profile.freeze_documents else str(root / "star")
-        adore = self.training_config(
-            negatives,
-            root / "star_adore",
-            profile.adore_steps,
-            profile.adore_learning_rate,
-            model=str(root / "star"),
-            document_model=document_model,
-            freeze_documents=False,
+        second = self.recipe.adore(training_file, root / "star", root / "star_adore", seed, rows)
+        adore = self.stages.run(
+            f"{name}-adore", lambda: train("adore", second, self.workspace, self.progress)
         )
-        adore_run = self.stages.run(f"train-{method}-adore", lambda: self.train("adore", adore))
-        return {"star": star_run, "star_adore": adore_run}
+        return {"star": star, "star_adore": adore}
+
+    def test_scores(self, name: str, model: str | None) -> Stage:
+        return self.stages.run(
+            f"test-{name}",
+            lambda: score_on_test(
+                self.output / "data", model, self.workspace, self.settings.device, self.progress
+            ),
+        )
 
     # --- the whole run --------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         started = time.perf_counter()
         data = self.prepare()
-        baselines = self.baselines(data)
-        methods: dict[str, dict[str, Stage]] = {}
+        control = control_rows(load_split(data.folder, "train"))
+        hidden = hidden_positives(data.folder)
+        mined: dict[str, Stage] = {}
+        probes: dict[str, Stage] = {}
         for method in self.request.methods:
             cross_encoder = self.cross_encoder(data) if method == "cross-encoder" else None
-            work = functools.partial(
-                self.mine,
-                data,
-                method,
-                "train",
-                self.output / "mined" / method,
-                self.profile.num_negatives,
-                cross_encoder,
+            folder = self.output / "mined" / method
+            mine = functools.partial(
+                self.mine, method, "train", folder, self.profile.num_negatives, cross_encoder
             )
-            mined = self.stages.run(f"mine-{method}", work)
-            methods[method] = {"mining": mined} | self.train_method(method, mined["mined"])
+            mined[method] = self.stages.run(f"mine-{method}", mine)
+            probe = functools.partial(self.probe, method, cross_encoder, hidden)
+            probes[method] = self.stages.run(f"probe-{method}", probe)
+        arms: dict[str, Stage] = {}
+        for arm in self.request.arms:
+            source = Path(mined[arm]["mined"]) if arm in mined else None
+            write = functools.partial(
+                write_arm_file, self.output / "arms" / f"{arm}.jsonl", arm, control, source
+            )
+            arms[arm] = self.stages.run(f"arm-{arm}", write)
+        if len({a["query_ids_sha"] for a in arms.values()}) != 1:
+            raise RuntimeError("arms were given different training queries")  # never by design
+        trained: dict[str, dict[int, dict[str, Stage]]] = {arm: {} for arm in arms}
+        for seed in self.request.training_seeds:
+            for arm, info in arms.items():
+                rows = int(info["queries_trained"])
+                trained[arm][seed] = self.train_arm(arm, info["training_file"], rows, seed)
+        # the test split is read from here on only
+        baselines = {"bm25": self.test_scores("bm25", None)}
+        baselines["zero-shot"] = self.test_scores("zero-shot", self.model)
+        tested: dict[str, dict[int, dict[str, Stage]]] = {arm: {} for arm in arms}
+        for arm, seeds in trained.items():
+            for seed, stages in seeds.items():
+                tested[arm][seed] = {
+                    stage: self.test_scores(f"{arm}-s{seed}-{stage}", run["output"])
+                    for stage, run in stages.items()
+                }
         scores = self.stages.run(
             "scores",
             lambda: score_distributions(
                 data.folder,
-                {m: Path(v["mining"]["mined"]) for m, v in methods.items()},
+                {m: Path(v["mined"]) for m, v in mined.items()},
                 self.model,
                 self.workspace,
                 self.settings.device,
@@ -348,19 +326,14 @@ class Experiment:
             self.request,
             data,
             baselines,
-            methods,
+            {"mined": mined, "probes": probes, "arms": arms, "trained": trained, "tested": tested},
             scores,
             wall_seconds=time.perf_counter() - started,
             stage_seconds=self.stages.seconds,
             reranker=self.reranker,
         )
-        files = write_report(self.output, report, methods, scores)
+        files = write_report(self.output, report, trained, scores)
         return ExperimentResult(self.output, report, files)
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 def run_experiment(
@@ -388,6 +361,8 @@ def describe(request: ExperimentRequest) -> dict[str, Any]:
         "cross_encoder": request.cross_encoder,
         "llm": request.llm.describe(),
         "seed": request.seed,
+        "training_seeds": request.training_seeds,
+        "queries": request.queries,
     }
 
 

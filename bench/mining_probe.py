@@ -1,0 +1,79 @@
+"""The false-negative probe per method and filter setting (a section of bench/mining.py).
+
+For every SciFact training query with two or more positives, one positive is hidden from the
+miner (seeded, :mod:`hardneg.miners.probe`); the rate is the share of hidden positives that come
+back as a mined negative. Filter settings, each on top of the always-on exclusion of judged
+documents:
+
+- ``no_filter``: the top negatives as ranked;
+- ``rank_window``: skip the 10 best candidates, consider the next 40 (sentence-transformers'
+  ``range_min`` / ``range_max`` habit);
+- ``margins``: drop candidates scoring above 95% of the lowest positive's score
+  (NV-Retriever's TopK-PercPos);
+- cross-encoder only: its pool rescored with RocketQA-style denoising on (``denoise``) and off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from hardneg.core.beir import BeirSplit
+from hardneg.core.workspace import Workspace
+from hardneg.miners.bm25 import mine_bm25
+from hardneg.miners.cross_encoder import mine_cross_encoder
+from hardneg.miners.dense import mine_dense
+from hardneg.miners.disk_cache import DiskCache
+from hardneg.miners.filters import FilterConfig
+from hardneg.miners.job import MinedRun, MinerFn, MiningJob
+from hardneg.miners.probe import count_returned, hide_positives
+
+NEGATIVES = 5
+SETTINGS: dict[str, FilterConfig] = {
+    "no_filter": FilterConfig(num_negatives=NEGATIVES),
+    "rank_window": FilterConfig(num_negatives=NEGATIVES, range_min=10, range_max=50),
+    "margins": FilterConfig(num_negatives=NEGATIVES, relative_margin=0.05),
+}
+SEED = 0
+
+
+def probe_split(split: BeirSplit) -> tuple[BeirSplit, dict[str, str]]:
+    hidden = hide_positives(split.qrels, SEED, split.queries)
+    queries = {q: split.queries[q] for q in hidden.qrels}
+    return BeirSplit(split.name, split.corpus, queries, hidden.qrels), hidden.hidden
+
+
+def _rate(miner: MinerFn, job: MiningJob, hidden: dict[str, str]) -> dict[str, object]:
+    run: MinedRun = miner(job)
+    return count_returned(run.rows, hidden).to_json()
+
+
+def bench_probe(
+    split: BeirSplit, home: Path, work: Path, cross_encoder: Path | None
+) -> dict[str, object]:
+    """Probe rates per method and setting; ``home`` holds the dense run's corpus embeddings."""
+    probed, hidden = probe_split(split)
+    job = MiningJob(probed, Workspace(home), cache=DiskCache(work / "probe-cache"), batch_size=64)
+    result: dict[str, object] = {
+        "queries_probed": len(hidden),
+        "seed": SEED,
+        "negatives_per_query": NEGATIVES,
+    }
+    for method, miner in (("bm25", mine_bm25), ("dense", mine_dense)):
+        result[method] = {
+            name: _rate(miner, replace(job, filters=filters), hidden)
+            for name, filters in SETTINGS.items()
+        }
+    if cross_encoder is not None:
+        ce_job = replace(
+            job,
+            filters=SETTINGS["no_filter"],
+            cross_encoder=str(cross_encoder),
+            cross_encoder_max_length=256,
+            pool_depth=10,
+        )
+        result["cross-encoder"] = {
+            "denoise": _rate(mine_cross_encoder, replace(ce_job, denoise_margin=0.0), hidden),
+            "no_denoise": _rate(mine_cross_encoder, replace(ce_job, denoise_margin=None), hidden),
+        }
+    return result
