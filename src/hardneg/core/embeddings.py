@@ -101,7 +101,13 @@ class EmbeddingStore:
             for start in range(0, total, chunk_size):
                 stop = min(start + chunk_size, total)
                 texts = [corpus.document(i).full_text for i in range(start, stop)]
-                out[start:stop] = encode_texts(model, texts, batch_size, prompt or None)
+
+                def per_batch(done: int, _: int, stage: str, offset: int = start) -> None:
+                    progress(offset + done, total, stage)
+
+                out[start:stop] = encode_texts(
+                    model, texts, batch_size, prompt or None, per_batch, "encoding corpus"
+                )
                 progress(stop, total, "encoding corpus")
             out.flush()
             del out

@@ -15,12 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from hardneg.miners.llm.backends import BACKENDS, Backend, BackendConfig
-from hardneg.service.commands.errors import USER_ERRORS
+from hardneg.service.commands.errors import reported
 from hardneg.service.pipelines.experiment.profiles import METHODS, PROFILES, get_profile
 from hardneg.service.pipelines.experiment.report import TABLE_HEADER, comparison_rows
-from hardneg.service.pipelines.experiment.run import ExperimentRequest, run_experiment
-from hardneg.service.progress import ProgressBars
-from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -68,27 +65,27 @@ def experiment(
     ] = None,
 ) -> None:
     """Compare BM25, dense, cross-encoder and LLM-written negatives on one corpus (a report)."""
+    from hardneg.service.pipelines.experiment.run import ExperimentRequest, run_experiment
+    from hardneg.service.progress import ProgressBars
+    from hardneg.service.settings import Settings
+
     if llm_backend not in BACKENDS:
         raise typer.BadParameter(f"choose one of {list(BACKENDS)}", param_hint="--llm-backend")
     settings = Settings(home=home) if home else Settings()
     folder = output or settings.home / "experiments" / f"{Path(data).name}-{profile}"
-    try:
-        request = ExperimentRequest(
-            data=data,
-            profile=get_profile(profile),
-            methods=tuple(method) if method else METHODS,
-            model=model,
-            cross_encoder=cross_encoder,
-            llm=BackendConfig(
-                backend=cast(Backend, llm_backend), model=llm_model, base_url=llm_base_url
-            ),
-            seed=seed,
-        )
-        with ProgressBars(console) as progress:
-            result = run_experiment(request, settings, folder, progress)
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+    request = ExperimentRequest(
+        data=data,
+        profile=get_profile(profile),
+        methods=tuple(method) if method else METHODS,
+        model=model,
+        cross_encoder=cross_encoder,
+        llm=BackendConfig(
+            backend=cast(Backend, llm_backend), model=llm_model, base_url=llm_base_url
+        ),
+        seed=seed,
+    )
+    with ProgressBars(console) as progress:
+        result = run_experiment(request, settings, folder, progress)
     console.print(comparison_table(result.report))
     console.print(
         f"best: {result.report['best_method']}; report in {result.output / 'report.md'} "
@@ -97,4 +94,4 @@ def experiment(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("experiment")(experiment)
+    app.command("experiment")(reported(experiment))
