@@ -47,6 +47,12 @@ def stalling_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def tls_url(not_found_url: str) -> str:
+    """HTTPS to a server that speaks plain HTTP: the TLS handshake fails."""
+    return not_found_url.replace("http://", "https://", 1)
+
+
+@pytest.fixture(scope="module")
 def refused_url() -> str:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
@@ -59,6 +65,7 @@ FAILURES = {
     "refused": ("refused_url", "connection refused"),
     "not-found": ("not_found_url", "HTTP 404 Not Found"),
     "stalled": ("stalling_url", "did not answer within 1 s"),
+    "tls": ("tls_url", "TLS failure with 127.0.0.1"),
 }
 
 
@@ -94,7 +101,7 @@ def test_each_downloading_command_reports_a_network_failure_in_one_line(
     failure: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     source, cause = FAILURES[failure]
-    base_url = source if source.startswith("http") else request.getfixturevalue(source)
+    base_url = source if source.startswith("http:") else request.getfixturevalue(source)
     for command, args in _commands(tmp_path).items():
         if command == "experiment" and failure == "stalled":
             # TODO(coordinator): service/pipelines/experiment/run.py calls resolve_dataset without

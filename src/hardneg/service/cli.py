@@ -45,10 +45,10 @@ class LazyGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         self._listing = False
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in self.commands or cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
         if self._listing:  # the top-level help only needs each command's one-line help
@@ -56,7 +56,7 @@ class LazyGroup(TyperGroup):
         self.commands[cmd_name] = load_command(cmd_name)
         return self.commands[cmd_name]
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
