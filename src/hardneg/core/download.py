@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import re
 import shutil
+import socket
+import ssl
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -38,6 +41,7 @@ BEIR_MD5: dict[str, str] = {
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _CHUNK = 1 << 20
+DEFAULT_TIMEOUT = 60.0  # seconds to connect, and between two received blocks
 
 
 class DownloadError(RuntimeError):
@@ -59,7 +63,56 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (httpx wraps httpcore wraps the OSError)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def network_cause(exc: httpx.HTTPError, timeout: float | None = None) -> str:
+    """Why a request failed, in a few words: an unresolvable name, a refused connection, a
+    timeout, a TLS failure, or the transport's own message."""
+    chain = _causes(exc)
+    host = exc.request.url.host if _has_request(exc) else "the host"
+    if any(isinstance(e, socket.gaierror) for e in chain) or "name or service" in str(exc).lower():
+        return f"cannot resolve the host name {host!r}"
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        reason = next(e for e in chain if isinstance(e, ssl.SSLError))
+        return f"TLS failure with {host}: {getattr(reason, 'reason', None) or reason}"
+    refused = any(isinstance(e, ConnectionRefusedError) for e in chain)
+    if refused or f"[Errno {errno.ECONNREFUSED}]" in str(exc):
+        return f"connection refused by {host} (nothing listening on that port?)"
+    if isinstance(exc, httpx.TimeoutException):
+        after = f" within {timeout:g} s" if timeout is not None else ""
+        what = "connect" if isinstance(exc, httpx.ConnectTimeout) else "answer"
+        return f"{host} did not {what}{after} (timed out)"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when the error carries no request
+    except RuntimeError:
+        return False
+    return True
+
+
 def _fetch(url: str, part: Path, progress: Progress, timeout: float) -> None:
+    """``_stream`` with network failures turned into a one-line ``DownloadError`` naming the
+    URL and the cause."""
+    try:
+        _stream(url, part, progress, timeout)
+    except httpx.HTTPError as exc:
+        partial = part.exists() and part.stat().st_size > 0
+        kept = " (the partial download is kept; rerun to resume)" if partial else ""
+        raise DownloadError(f"cannot download {url}: {network_cause(exc, timeout)}{kept}") from exc
+
+
+def _stream(url: str, part: Path, progress: Progress, timeout: float) -> None:
     """Download ``url`` into ``part``, continuing from its current size when the server allows."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
@@ -69,7 +122,10 @@ def _fetch(url: str, part: Path, progress: Progress, timeout: float) -> None:
         if response.status_code == 416:  # asked past the end: the part file is already complete
             return
         if response.status_code not in (200, 206):
-            raise DownloadError(f"GET {url}: HTTP {response.status_code}")
+            reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+            raise DownloadError(
+                f"cannot download {url}: the server answered HTTP {response.status_code}{reason}"
+            )
         resumed = response.status_code == 206
         if have and not resumed:
             logger.info("server ignored the range request; starting %s over", url)
@@ -99,7 +155,7 @@ def download_beir(
     base_url: str = BEIR_BASE_URL,
     md5: str | None = None,
     progress: Progress = no_progress,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
     """Fetch ``<base_url>/<name>.zip`` into ``root/<name>`` and return that folder.
 

@@ -56,6 +56,15 @@ class EmbeddingKey:
         )
 
 
+def _shifted(progress: Progress, offset: int, rows: int) -> Progress:
+    """``progress`` for one chunk of ``rows``: its ``done`` counts from the chunk's first row."""
+
+    def report(done: int, total: int, stage: str) -> None:
+        progress(offset + done, rows, stage)
+
+    return report
+
+
 class EmbeddingStore:
     """A folder of cached embedding matrices: ``<root>/<corpus fp>/<key stem>.npy``."""
 
@@ -101,7 +110,10 @@ class EmbeddingStore:
             for start in range(0, total, chunk_size):
                 stop = min(start + chunk_size, total)
                 texts = [corpus.document(i).full_text for i in range(start, stop)]
-                out[start:stop] = encode_texts(model, texts, batch_size, prompt or None)
+                per_batch = _shifted(progress, start, total)
+                out[start:stop] = encode_texts(
+                    model, texts, batch_size, prompt or None, per_batch, "encoding corpus"
+                )
                 progress(stop, total, "encoding corpus")
             out.flush()
             del out

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from hardneg.core.progress import Progress, no_progress
+
 if TYPE_CHECKING:  # torch and sentence-transformers load lazily: settings and the API start fast
     import torch
     from sentence_transformers import SentenceTransformer
@@ -103,14 +105,38 @@ def encode_texts(
     texts: list[str],
     batch_size: int = 64,
     prompt: str | None = None,
+    progress: Progress = no_progress,
+    stage: str = "encoding",
 ) -> npt.NDArray[np.float32]:
-    """Encode texts to float32 vectors, unit-normalised when the model uses cosine."""
-    vectors = model.encode(
-        texts,
-        batch_size=batch_size,
-        prompt=prompt,
-        convert_to_numpy=True,
-        normalize_embeddings=uses_cosine(model),
-        show_progress_bar=False,
-    )
-    return np.asarray(vectors, dtype=np.float32)  # (len(texts), dim)
+    """Encode texts to float32 vectors, unit-normalised when the model uses cosine.
+
+    The texts go longest first (the order sentence-transformers batches them in, so padding
+    stays short), one batch per ``model.encode`` call, and ``progress(done, len(texts), stage)``
+    hears after every batch: a bar moves every few seconds even on a CPU, and a cancel raised
+    by the callback stops the work within one batch.
+    """
+
+    def encode(batch: list[str]) -> npt.NDArray[np.float32]:
+        vectors = model.encode(
+            batch,
+            batch_size=batch_size,
+            prompt=prompt,
+            convert_to_numpy=True,
+            normalize_embeddings=uses_cosine(model),
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    if len(texts) <= batch_size:
+        return encode(texts)  # (len(texts), dim)
+    order = np.argsort([-len(text) for text in texts], kind="stable")
+    out: npt.NDArray[np.float32] | None = None
+    for start in range(0, len(texts), batch_size):
+        rows = order[start : start + batch_size]
+        vectors = encode([texts[i] for i in rows])  # (len(rows), dim)
+        if out is None:
+            out = np.empty((len(texts), vectors.shape[1]), np.float32)
+        out[rows] = vectors
+        progress(start + len(rows), len(texts), stage)
+    assert out is not None
+    return out  # (len(texts), dim)

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METHOD = "cross-encoder"
-SCORE_CHUNK = 1024  # pairs per predict call: the progress and cancellation granularity
 
 
 @dataclass(frozen=True)
@@ -98,11 +97,12 @@ def predict(
     batch_size: int,
     progress: Progress = no_progress,
 ) -> npt.NDArray[np.float32]:
-    """Cross-encoder scores of (query, passage) pairs, in chunks so progress can cancel."""
+    """Cross-encoder scores of (query, passage) pairs, one batch per predict call, so progress
+    moves (and a cancel lands) every batch."""
     scores = np.zeros(len(pairs), np.float32)
     progress(0, len(pairs), "cross-encoder: scoring")
-    for start in range(0, len(pairs), SCORE_CHUNK):
-        chunk = pairs[start : start + SCORE_CHUNK]
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
         predicted = model.predict(
             chunk, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
         )

@@ -107,7 +107,12 @@ def search_candidates(
     query_ids = list(split.queries)
     progress(0, len(query_ids), "dense: encoding queries")
     query_vectors = encode_texts(
-        model, [split.queries[q] for q in query_ids], batch_size, query_prompt or None
+        model,
+        [split.queries[q] for q in query_ids],
+        batch_size,
+        query_prompt or None,
+        progress,
+        "dense: encoding queries",
     )  # (n_queries, dim)
     progress(len(query_ids), len(query_ids), "dense: encoding queries")
     results = index.search(query_vectors, query_ids, depth, progress=progress)

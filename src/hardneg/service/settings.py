@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         "in the environment a path list like PATH (HARDNEG_DATA_DIRS=/data/beir:/mnt/beir)",
     )
     beir_base_url: str = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
+    download_timeout_seconds: float = Field(
+        60.0, gt=0, description="dataset downloads: seconds to connect, and between two blocks"
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # --- service: Redis layout -------------------------------------------------------------

@@ -98,6 +98,8 @@ def dense_search(
         query_model if query_model is not None else model,
         [split.queries[q] for q in query_ids],
         prompt=query_prompt or None,
+        progress=progress,
+        stage="encoding queries",
     )
     results = index.search(query_vectors, query_ids, k, progress=progress)
     searched = time.perf_counter()

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METHOD = "llm"
+SCORE_BATCH = 64  # (query, draft) pairs per scorer call: the progress and cancel granularity
 
 Embedder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 """Texts -> embeddings, one row per text: (n, dim)."""
@@ -236,9 +237,13 @@ def _drop_near_duplicates(
 
 
 def _score(
-    items: Sequence[QueryPositives], drafts: Sequence[_Draft], score: Scorer | None
+    items: Sequence[QueryPositives],
+    drafts: Sequence[_Draft],
+    score: Scorer | None,
+    progress: Progress = no_progress,
 ) -> tuple[list[float | None], list[tuple[float | None, ...]]]:
-    """Scores of every draft and of every item's positives (None without a scorer)."""
+    """Scores of every draft and of every item's positives (None without a scorer), scored
+    ``SCORE_BATCH`` pairs at a time with a progress report after each."""
     if score is None:
         return [None] * len(drafts), [(None,) * len(item.positives) for item in items]
     pairs_q = [items[d.item].query for d in drafts]
@@ -246,7 +251,11 @@ def _score(
     for item in items:
         pairs_q.extend([item.query] * len(item.positives))
         pairs_p.extend(item.positives)
-    scores = [float(s) for s in score(pairs_q, pairs_p)]
+    scores: list[float] = []
+    for start in range(0, len(pairs_q), SCORE_BATCH):
+        stop = start + SCORE_BATCH
+        scores += [float(s) for s in score(pairs_q[start:stop], pairs_p[start:stop])]
+        progress(len(scores), len(pairs_q), "scoring negatives")
     draft_scores: list[float | None] = list(scores[: len(drafts)])
     positive_scores: list[tuple[float | None, ...]] = []
     offset = len(drafts)
@@ -273,7 +282,7 @@ def generate_negatives(
     drafts = _parse(items, batch.outputs, config, report)
     progress(0, 1, "filtering negatives")
     drafts = _drop_near_duplicates(items, drafts, embed, config, report)
-    draft_scores, positive_scores = _score(items, drafts, score)
+    draft_scores, positive_scores = _score(items, drafts, score, progress)
     progress(1, 1, "filtering negatives")
     accepted: dict[int, list[tuple[str, float | None]]] = {}
     for draft, draft_score in zip(drafts, draft_scores, strict=True):

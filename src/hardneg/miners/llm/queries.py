@@ -52,6 +52,9 @@ class TextRetriever(Protocol):
     def __call__(self, queries: Sequence[str], k: int) -> SearchResults: ...
 
 
+ROUND_TRIP_BATCH = 64  # generated queries per retriever call: the progress granularity
+
+
 def bm25_retriever(index: BM25Index) -> TextRetriever:
     def search(queries: Sequence[str], k: int) -> SearchResults:
         return index.search(queries, [str(i) for i in range(len(queries))], k)
@@ -76,18 +79,26 @@ class Candidate:
 
 
 def round_trip_ranks(
-    candidates: Sequence[Candidate], retriever: TextRetriever, k: int
+    candidates: Sequence[Candidate],
+    retriever: TextRetriever,
+    k: int,
+    progress: Progress = no_progress,
 ) -> list[int | None]:
-    """1-based rank of each candidate's source passage in its top ``k`` (None: not there)."""
+    """1-based rank of each candidate's source passage in its top ``k`` (None: not there).
+
+    The candidates are searched ``ROUND_TRIP_BATCH`` at a time, with a progress report after
+    each batch (a dense round trip encodes every query)."""
     if k <= 0:
         raise ValueError(f"round-trip k must be positive, got {k}")
-    if not candidates:
-        return []
-    results = retriever([c.text for c in candidates], k)
     ranks: list[int | None] = []
-    for row, candidate in enumerate(candidates):
-        hit_ids = [doc_id for doc_id, _ in results.hits(row)]
-        ranks.append(hit_ids.index(candidate.doc_id) + 1 if candidate.doc_id in hit_ids else None)
+    for start in range(0, len(candidates), ROUND_TRIP_BATCH):
+        batch = candidates[start : start + ROUND_TRIP_BATCH]
+        results = retriever([c.text for c in batch], k)
+        for row, candidate in enumerate(batch):
+            hit_ids = [doc_id for doc_id, _ in results.hits(row)]
+            found = candidate.doc_id in hit_ids
+            ranks.append(hit_ids.index(candidate.doc_id) + 1 if found else None)
+        progress(start + len(batch), len(candidates), "round-trip filter")
     return ranks
 
 
@@ -203,9 +214,8 @@ def generate_queries(
     batch = generate_all(client, _jobs(corpus, positions, template, config), cache, progress)
     report = DropReport()
     candidates = _parse_outputs(corpus, positions, batch.outputs, config, report)
-    progress(0, 1, "round-trip filter")
-    ranks = round_trip_ranks(candidates, retriever, config.round_trip_k)
-    progress(1, 1, "round-trip filter")
+    progress(0, len(candidates), "round-trip filter")
+    ranks = round_trip_ranks(candidates, retriever, config.round_trip_k, progress)
     survivors: list[Candidate] = []
     kept_ranks: list[int] = []
     for candidate, rank in zip(candidates, ranks, strict=True):

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hardneg.miners.llm.backends import BACKENDS, Backend, BackendConfig
-from hardneg.service.commands.errors import USER_ERRORS
+from hardneg.service.commands.errors import reported
 from hardneg.service.pipelines.experiment.data import QUERY_SOURCES, QuerySource
 from hardneg.service.pipelines.experiment.profiles import (
     DEFAULT_METHODS,
@@ -29,9 +29,6 @@ from hardneg.service.pipelines.experiment.report import (
     comparison_rows,
     verdict_sentence,
 )
-from hardneg.service.pipelines.experiment.run import ExperimentRequest, run_experiment
-from hardneg.service.progress import ProgressBars
-from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -104,31 +101,31 @@ def experiment(
     hard negatives on one corpus: the comparison stage is STAR ("STAR, frozen documents" in the
     quick profile: the query tower against frozen document embeddings), then ADORE as a second
     stage that draws its own negatives; paired tests over seeds decide what is significant."""
+    from hardneg.service.pipelines.experiment.run import ExperimentRequest, run_experiment
+    from hardneg.service.progress import ProgressBars
+    from hardneg.service.settings import Settings
+
     if queries not in QUERY_SOURCES:
         raise typer.BadParameter(f"choose one of {list(QUERY_SOURCES)}", param_hint="--queries")
     if llm_backend not in BACKENDS:
         raise typer.BadParameter(f"choose one of {list(BACKENDS)}", param_hint="--llm-backend")
     settings = Settings(home=home) if home else Settings()
     folder = output or settings.home / "experiments" / f"{Path(data).name}-{profile}"
-    try:
-        request = ExperimentRequest(
-            data=data,
-            profile=get_profile(profile),
-            methods=tuple(method) if method else DEFAULT_METHODS,
-            model=model,
-            cross_encoder=cross_encoder,
-            llm=BackendConfig(
-                backend=cast(Backend, llm_backend), model=llm_model, base_url=llm_base_url
-            ),
-            seed=seed,
-            seeds=seeds,
-            queries=cast(QuerySource, queries),
-        )
-        with ProgressBars(console) as progress:
-            result = run_experiment(request, settings, folder, progress)
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+    request = ExperimentRequest(
+        data=data,
+        profile=get_profile(profile),
+        methods=tuple(method) if method else DEFAULT_METHODS,
+        model=model,
+        cross_encoder=cross_encoder,
+        llm=BackendConfig(
+            backend=cast(Backend, llm_backend), model=llm_model, base_url=llm_base_url
+        ),
+        seed=seed,
+        seeds=seeds,
+        queries=cast(QuerySource, queries),
+    )
+    with ProgressBars(console) as progress:
+        result = run_experiment(request, settings, folder, progress)
     console.print(comparison_table(result.report))
     console.print(verdict_sentence(result.report).replace("**", ""))
     console.print(
@@ -137,4 +134,4 @@ def experiment(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("experiment")(experiment)
+    app.command("experiment")(reported(experiment))

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from hardneg.miners.llm.backends import BACKENDS, Backend, BackendConfig
-from hardneg.service.commands.errors import USER_ERRORS
-from hardneg.service.pipelines.generate import (
-    GenerateQueriesRequest,
-    GenerateQueriesResult,
-    RoundTrip,
-    run_generate_queries,
-)
-from hardneg.service.progress import ProgressBars
-from hardneg.service.settings import Settings
+from hardneg.service.commands.errors import reported
+from hardneg.service.commands.tables import key_value_table
+
+if TYPE_CHECKING:  # the pipeline (torch, faiss) loads when the command runs, not for --help
+    from hardneg.service.pipelines.generate import GenerateQueriesResult
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -27,7 +23,7 @@ console = Console()
 
 def summary_table(result: GenerateQueriesResult) -> Table:
     report, generation = result.report, result.generation
-    table = Table(title="generated queries", show_header=False)
+    table = key_value_table("generated queries")
     table.add_row("passages", str(result.passages))
     table.add_row("generations", f"{report['total']} ({generation['cached']} from cache)")
     table.add_row("queries kept", f"{report['kept']} generations -> {result.queries} queries")
@@ -88,45 +84,49 @@ def generate_queries(
     ] = None,
 ) -> None:
     """Write queries for a corpus's passages with an LLM; keep those that retrieve their passage."""
+    from hardneg.service.pipelines.generate import (
+        GenerateQueriesRequest,
+        RoundTrip,
+        run_generate_queries,
+    )
+    from hardneg.service.progress import ProgressBars
+    from hardneg.service.settings import Settings
+
     if backend not in BACKENDS:
         raise typer.BadParameter(f"choose one of {list(BACKENDS)}", param_hint="--backend")
     if round_trip not in ("bm25", "dense"):
         raise typer.BadParameter("choose bm25 or dense", param_hint="--round-trip")
     settings = Settings(home=home) if home else Settings()
-    try:
-        llm = BackendConfig(
-            backend=cast(Backend, backend),
-            model=model,
-            base_url=base_url,
-            api_key_env=api_key_env or None,
-            concurrency=concurrency,
-            timeout_s=timeout,
-            max_retries=max_retries,
-            n_ctx=n_ctx,
-            n_threads=threads,
-        )
-        request = GenerateQueriesRequest(
-            data=data,
-            llm=llm,
-            per_passage=per_passage,
-            max_passages=max_passages or None,
-            seed=seed,
-            round_trip=cast(RoundTrip, round_trip),
-            round_trip_k=round_trip_k,
-            encoder=encoder,
-            prompt_file=prompt_file,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            skip_failures=skip_failures,
-            use_cache=cache,
-        )
-        with ProgressBars(console) as progress:
-            result = run_generate_queries(request, settings, output, progress)
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+    llm = BackendConfig(
+        backend=cast(Backend, backend),
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env or None,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        max_retries=max_retries,
+        n_ctx=n_ctx,
+        n_threads=threads,
+    )
+    request = GenerateQueriesRequest(
+        data=data,
+        llm=llm,
+        per_passage=per_passage,
+        max_passages=max_passages or None,
+        seed=seed,
+        round_trip=cast(RoundTrip, round_trip),
+        round_trip_k=round_trip_k,
+        encoder=encoder,
+        prompt_file=prompt_file,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        skip_failures=skip_failures,
+        use_cache=cache,
+    )
+    with ProgressBars(console) as progress:
+        result = run_generate_queries(request, settings, output, progress)
     console.print(summary_table(result))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate-queries")(generate_queries)
+    app.command("generate-queries")(reported(generate_queries))

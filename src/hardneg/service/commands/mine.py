@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hardneg.core.beir import DataError
-from hardneg.core.bm25 import BM25Params
-from hardneg.core.dense import DenseIndexConfig, IndexKind
-from hardneg.core.download import DownloadError
-from hardneg.miners.filters import FilterConfig, Sampling
-from hardneg.miners.output import FORMATS, LAYOUTS, Format, Layout
-from hardneg.service.pipelines.mine import METHODS, MineRequest, MineResult, run_mining
-from hardneg.service.progress import ProgressBars
-from hardneg.service.settings import Settings
+from hardneg.core.bm25_scoring import BM25Params
+from hardneg.service.commands.choices import FORMATS, LAYOUTS, MINE_METHODS, IndexKind
+from hardneg.service.commands.errors import reported
+from hardneg.service.commands.tables import key_value_table
+
+if TYPE_CHECKING:  # the pipeline (torch, faiss) loads when the command runs, not for --help
+    from hardneg.service.pipelines.mine import MineResult
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -41,7 +39,7 @@ def _llm_options(**given: object) -> dict[str, object]:
 def summary_table(result: MineResult) -> Table:
     stats = result.stats
     queries = cast(dict[str, object], stats["queries"])
-    table = Table(title=f"mined with {stats['method']}", show_header=False)
+    table = key_value_table(f"mined with {stats['method']}")
     table.add_row("queries", str(queries["num_queries"]))
     table.add_row("with all negatives", str(queries["queries_full"]))
     table.add_row("short of negatives", str(queries["queries_short"]))
@@ -107,54 +105,57 @@ def mine(
     ] = None,
 ) -> None:
     """Mine hard negatives for a BEIR split and write them (plus stats) to OUTPUT."""
-    if method not in METHODS:
-        raise typer.BadParameter(f"choose one of {sorted(METHODS)}", param_hint="--method")
+    from hardneg.core.dense import DenseIndexConfig
+    from hardneg.miners.filters import FilterConfig, Sampling
+    from hardneg.miners.output import Format, Layout
+    from hardneg.service.pipelines.mine import MineRequest, run_mining
+    from hardneg.service.progress import ProgressBars
+    from hardneg.service.settings import Settings
+
+    if method not in MINE_METHODS:
+        raise typer.BadParameter(f"choose one of {sorted(MINE_METHODS)}", param_hint="--method")
     settings = Settings(home=home) if home else Settings()
-    try:
-        filters = FilterConfig(
-            num_negatives=num_negatives,
-            range_min=range_min,
-            range_max=range_max,
-            max_score=max_score,
-            min_score=min_score,
-            absolute_margin=absolute_margin,
-            relative_margin=relative_margin,
-            sampling=cast(Sampling, sampling),
-            seed=seed,
-            min_negatives=min_negatives,
-        )
-        request = MineRequest(
-            data=data,
-            split=split,
-            method=method,
-            model=model,
-            cross_encoder=cross_encoder,
-            filters=filters,
-            bm25=BM25Params(k1=k1, b=b),
-            index=DenseIndexConfig(kind=index),
-            batch_size=batch_size,
-            pool_depth=pool_depth,
-            denoise_margin=denoise_margin if denoise else None,
-            layouts=cast(tuple[Layout, ...], _choices(layout, LAYOUTS, "--layout")),
-            formats=cast(tuple[Format, ...], _choices(fmt, FORMATS, "--format")),
-            use_cache=cache,
-            options=_llm_options(
-                llm_backend=llm_backend,
-                llm_model=llm_model,
-                llm_base_url=llm_base_url,
-                llm_api_key_env=llm_api_key_env,
-                llm_per_query=llm_per_query,
-                llm_max_queries=llm_max_queries,
-                llm_prompt_file=str(llm_prompt_file) if llm_prompt_file else None,
-            ),
-        )
-        with ProgressBars(console) as progress:
-            result = run_mining(request, settings, output, progress)
-    except (DataError, DownloadError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+    filters = FilterConfig(
+        num_negatives=num_negatives,
+        range_min=range_min,
+        range_max=range_max,
+        max_score=max_score,
+        min_score=min_score,
+        absolute_margin=absolute_margin,
+        relative_margin=relative_margin,
+        sampling=cast(Sampling, sampling),
+        seed=seed,
+        min_negatives=min_negatives,
+    )
+    request = MineRequest(
+        data=data,
+        split=split,
+        method=method,
+        model=model,
+        cross_encoder=cross_encoder,
+        filters=filters,
+        bm25=BM25Params(k1=k1, b=b),
+        index=DenseIndexConfig(kind=index),
+        batch_size=batch_size,
+        pool_depth=pool_depth,
+        denoise_margin=denoise_margin if denoise else None,
+        layouts=cast(tuple[Layout, ...], _choices(layout, LAYOUTS, "--layout")),
+        formats=cast(tuple[Format, ...], _choices(fmt, FORMATS, "--format")),
+        use_cache=cache,
+        options=_llm_options(
+            llm_backend=llm_backend,
+            llm_model=llm_model,
+            llm_base_url=llm_base_url,
+            llm_api_key_env=llm_api_key_env,
+            llm_per_query=llm_per_query,
+            llm_max_queries=llm_max_queries,
+            llm_prompt_file=str(llm_prompt_file) if llm_prompt_file else None,
+        ),
+    )
+    with ProgressBars(console) as progress:
+        result = run_mining(request, settings, output, progress)
     console.print(summary_table(result))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("mine")(mine)
+    app.command("mine")(reported(mine))

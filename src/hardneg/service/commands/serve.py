@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hardneg.service.jobs.connection import RedisUnavailableError, require_redis
-from hardneg.service.settings import Settings
+from hardneg.service.commands.errors import reported
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +25,9 @@ def serve(
 ) -> None:
     """Serve the REST API (/v1, /docs, /healthz, /readyz, /metrics)."""
     import uvicorn
+
+    from hardneg.service.jobs.connection import RedisUnavailableError, require_redis
+    from hardneg.service.settings import Settings
 
     if home is not None:  # uvicorn's factory builds Settings() from the environment
         os.environ["HARDNEG_HOME"] = str(home)
@@ -49,4 +51,4 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+    app.command("serve")(reported(serve))

@@ -9,26 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hardneg.core.beir import DataError
-from hardneg.core.download import DownloadError
 from hardneg.core.metrics import METRIC_NAMES
-from hardneg.service.pipelines.train import TRAINER_KINDS, TrainRequest, run_training
-from hardneg.service.progress import ProgressBars
-from hardneg.service.settings import Settings
-from hardneg.trainers.config import (
-    Precision,
-    TrainerKind,
-    TrainingConfig,
-    config_from_mapping,
-    load_config,
-)
-from hardneg.trainers.launch import parse_overrides
+from hardneg.service.commands.choices import TRAINER_KINDS, Precision
+from hardneg.service.commands.errors import reported
+
+if TYPE_CHECKING:  # the trainers (torch) load when a command runs, not for --help
+    from hardneg.trainers.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -58,13 +50,15 @@ def metrics_table(info: dict[str, Any]) -> Table:
 
 def build_config(config_file: Path | None, flags: dict[str, object]) -> TrainingConfig:
     """Config file (if any), then the flags that were given."""
+    from hardneg.trainers.config import config_from_mapping, load_config
+
     given = {k: v for k, v in flags.items() if v is not None}
     if config_file is not None:
         return load_config(config_file, given)
     return config_from_mapping(given, "command line")
 
 
-def _command(kind: TrainerKind) -> Callable[..., None]:
+def _command(kind: str) -> Callable[..., None]:
     def command(
         config: Annotated[
             Path | None, typer.Option(help="JSON or YAML config (flags override it)")
@@ -105,6 +99,11 @@ def _command(kind: TrainerKind) -> Callable[..., None]:
             Path | None, typer.Option(help="data directory (default $HARDNEG_HOME)")
         ] = None,
     ) -> None:
+        from hardneg.service.pipelines.train import TrainRequest, run_training
+        from hardneg.service.progress import ProgressBars
+        from hardneg.service.settings import Settings
+        from hardneg.trainers.launch import parse_overrides
+
         flags: dict[str, object] = {
             "negatives": negatives,
             "output_dir": output,
@@ -128,14 +127,10 @@ def _command(kind: TrainerKind) -> Callable[..., None]:
             "gradient_checkpointing": gradient_checkpointing,
         }
         settings = Settings(home=home) if home else Settings()
-        try:
-            flags |= parse_overrides(set_ or [])
-            request = TrainRequest(kind, build_config(config, flags))
-            with ProgressBars(console) as progress:
-                info = run_training(request, settings, progress)
-        except (DataError, DownloadError, FileNotFoundError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from None
+        flags |= parse_overrides(set_ or [])
+        request = TrainRequest(kind, build_config(config, flags))  # type: ignore[arg-type]
+        with ProgressBars(console) as progress:
+            info = run_training(request, settings, progress)
         console.print(metrics_table(info))
         console.print(f"model written to {request.config.train.output_dir}")
 
@@ -149,5 +144,5 @@ def register(app: typer.Typer) -> None:
         help="Train retrievers and rerankers on mined negatives.", no_args_is_help=True
     )
     for kind in TRAINER_KINDS:
-        train_app.command(kind, help=_HELP[kind])(_command(kind))
+        train_app.command(kind, help=_HELP[kind])(reported(_command(kind)))
     app.add_typer(train_app, name="train")

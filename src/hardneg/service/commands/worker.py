@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hardneg.service.jobs.connection import RedisUnavailableError
-from hardneg.service.settings import Settings
+from hardneg.service.commands.errors import reported
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +22,9 @@ def worker(
     log_level: Annotated[str, typer.Option(help="worker log level")] = "INFO",
 ) -> None:
     """Run jobs from the queue until stopped (SIGTERM finishes the current job first)."""
+    from hardneg.service.jobs.connection import RedisUnavailableError
     from hardneg.service.jobs.worker import run_worker
+    from hardneg.service.settings import Settings
 
     if home is not None:  # work horses build Settings() from the environment
         os.environ["HARDNEG_HOME"] = str(home)
@@ -36,4 +37,4 @@ def worker(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("worker")(worker)
+    app.command("worker")(reported(worker))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hardneg.core.beir import BeirSplit, load_split
-from hardneg.core.download import download_beir, validate_dataset_name
+from hardneg.core.download import DEFAULT_TIMEOUT, download_beir, validate_dataset_name
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 
@@ -20,6 +20,7 @@ def resolve_dataset(
     base_url: str,
     search_dirs: Sequence[Path] = (),
     progress: Progress = no_progress,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
     """Find the BEIR folder ``data`` names.
 
@@ -37,7 +38,7 @@ def resolve_dataset(
         if candidate.is_dir():
             logger.info("using %s from %s", name, candidate)
             return candidate
-    return download_beir(name, workspace.datasets, base_url=base_url, progress=progress)
+    return download_beir(name, workspace.datasets, base_url, progress=progress, timeout=timeout)
 
 
 def load_dataset_split(
@@ -47,5 +48,7 @@ def load_dataset_split(
     base_url: str,
     search_dirs: Sequence[Path] = (),
     progress: Progress = no_progress,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> BeirSplit:
-    return load_split(resolve_dataset(data, workspace, base_url, search_dirs, progress), split)
+    folder = resolve_dataset(data, workspace, base_url, search_dirs, progress, timeout)
+    return load_split(folder, split)

@@ -56,7 +56,13 @@ def run_evaluation(
 ) -> RetrievalEvaluation:
     workspace = Workspace(settings.home)
     split = load_dataset_split(
-        request.data, request.split, workspace, settings.beir_base_url, settings.data_dirs, progress
+        request.data,
+        request.split,
+        workspace,
+        settings.beir_base_url,
+        settings.data_dirs,
+        progress,
+        timeout=settings.download_timeout_seconds,
     )
     logger.info(
         "%s: %d documents, %d %s queries",

@@ -139,7 +139,12 @@ def run_generate_queries(
         cache = DiskCache(workspace.root / "cache")
     started = time.perf_counter()
     folder = resolve_dataset(
-        request.data, workspace, settings.beir_base_url, settings.data_dirs, progress
+        request.data,
+        workspace,
+        settings.beir_base_url,
+        settings.data_dirs,
+        progress,
+        timeout=settings.download_timeout_seconds,
     )
     corpus = load_corpus(find_corpus_file(folder))
     positions = sample_positions(len(corpus), request.max_passages, request.seed)

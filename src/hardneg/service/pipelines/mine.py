@@ -97,7 +97,13 @@ def check_output(output: Path) -> None:
 def make_job(
     request: MineRequest, settings: Settings, workspace: Workspace, cache: Cache | None
 ) -> MiningJob:
-    split = load_dataset_split(request.data, request.split, workspace, settings.beir_base_url)
+    split = load_dataset_split(
+        request.data,
+        request.split,
+        workspace,
+        settings.beir_base_url,
+        timeout=settings.download_timeout_seconds,
+    )
     return MiningJob(
         split=split,
         workspace=workspace,

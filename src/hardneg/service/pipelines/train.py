@@ -33,7 +33,13 @@ class TrainRequest:
 def _resolve(value: Path | None, workspace: Workspace, settings: Settings) -> Path | None:
     if value is None:
         return None
-    return resolve_dataset(str(value), workspace, settings.beir_base_url, settings.data_dirs)
+    return resolve_dataset(
+        str(value),
+        workspace,
+        settings.beir_base_url,
+        settings.data_dirs,
+        timeout=settings.download_timeout_seconds,
+    )
 
 
 def resolve_data(

@@ -121,6 +121,7 @@ class Experiment:
             settings.beir_base_url,
             settings.data_dirs,
             self.progress,
+            timeout=settings.download_timeout_seconds,
         )
         counts = {
             "train_queries": profile.train_queries,
