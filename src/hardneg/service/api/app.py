@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from hardneg.service.api.errors import install_handlers
+from hardneg.service.api.headers import SecurityHeadersMiddleware
 from hardneg.service.api.job_reads import JobReader
+from hardneg.service.api.json_body import JsonBodyMiddleware
 from hardneg.service.api.limits import BodyLimitMiddleware
 from hardneg.service.api.metrics import LatencyMiddleware, make_registry
 from hardneg.service.api.routes import corpora, dashboard, health, jobs
 from hardneg.service.api.security import KeyGate
+from hardneg.service.api.timeouts import BodyTimeoutMiddleware
 from hardneg.service.jobs.corpora import uploads_root
+from hardneg.service.jobs.corpus_lock import sweep_orphans
 from hardneg.service.jobs.scratch import sweep
 from hardneg.service.jobs.services import Services
 from hardneg.service.settings import Settings
@@ -41,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.home.mkdir(parents=True, exist_ok=True)
         sweep(uploads_root(settings.home))  # uploads a killed API left half-written
+        with contextlib.suppress(RedisError):  # corpus folders no record names
+            await run_in_threadpool(sweep_orphans, settings.home, services.corpora)
         logger.info(
             "API on data directory %s, queue %s, %d API key(s)",
             settings.home,
@@ -68,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.public_docs:
         open_paths |= {"/docs", "/docs/oauth2-redirect", "/openapi.json"}
     app.add_middleware(BodyLimitMiddleware, routes=app)
+    app.add_middleware(
+        BodyTimeoutMiddleware,
+        seconds=settings.body_timeout_seconds,
+        min_rate=settings.min_body_bytes_per_second,
+    )
+    app.add_middleware(JsonBodyMiddleware)  # `curl -d '{...}'` declares a form
     # the dashboard's pages check the key themselves (cookie or header) and redirect to sign in
     open_paths |= dashboard.OPEN_PATHS
     app.add_middleware(
@@ -77,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         open_prefixes=dashboard.OPEN_PREFIXES,
     )
     app.add_middleware(LatencyMiddleware, latency=latency)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_handlers(app)
     app.include_router(health.router)
     app.include_router(corpora.router)

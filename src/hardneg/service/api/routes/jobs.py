@@ -6,10 +6,7 @@ with that kind's params model as the body schema, so OpenAPI documents each one.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import time
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -21,6 +18,7 @@ from hardneg.service.api.deps import IdempotencyKey, JobReaderDep, PrincipalDep,
 from hardneg.service.api.errors import Responses, api_error, responses
 from hardneg.service.api.schemas import MAX_OFFSET, JobSubmit, JobView, Page, ResultsPage
 from hardneg.service.jobs.artifacts import MEDIA_TYPES, discard, read_page
+from hardneg.service.jobs.cancel import cancel
 from hardneg.service.jobs.paths import PathRefusedError, job_dir
 from hardneg.service.jobs.records import JobRecord, JobState
 from hardneg.service.jobs.recovery import recover
@@ -205,25 +203,7 @@ def cancel_job(
     record = _get(services, job_id)
     if record.terminal:
         raise api_error(409, f"job is already {record.state}", "job_id")
-    services.jobs.request_cancel(job_id)
-    now = time.time()
-    marked = services.jobs.transition(
-        job_id,
-        {"queued", "running"},
-        lambda r: (
-            replace(
-                r, state="cancelled", stage="cancelled", finished_at=now, cancel_requested_at=now
-            )
-            if r.state == "queued"
-            else replace(r, cancel_requested_at=r.cancel_requested_at or now)
-        ).with_event("cancel requested"),
-    )
-    if marked is not None and marked.state == "running" and force:
-        from rq.command import send_stop_job_command
-
-        # not executing yet or any more: then the lease settles it
-        with contextlib.suppress(Exception):
-            send_stop_job_command(services.raw, marked.rq_id(services.queue.name))
+    marked = cancel(services, job_id, kill=force)
     return JobView.of(marked or _get(services, job_id))
 
 
