@@ -409,3 +409,26 @@ def test_a_body_trickled_at_one_byte_a_second_is_cut_off(server: Server) -> None
     assert figures["status"] == 408, figures
     assert float(figures["cut_off_after_seconds"]) < BODY_TIMEOUT + 3, figures  # type: ignore[arg-type]
     assert stored_state(server.client, server.home, server.context.corpus) == before
+
+
+def test_sign_in_needs_the_forms_csrf_token_and_cookies_are_secure_behind_https(
+    server: Server,
+) -> None:
+    base = server.processes.base_url
+    key = AUTH["Authorization"].removeprefix("Bearer ")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    forged = httpx.post(f"{base}/login", content=f"key={key}", headers=form)
+    assert forged.status_code == 403 and "hardneg_key" not in forged.cookies
+    # behind a TLS-terminating proxy on loopback (a trusted proxy by default)
+    https = form | {"x-forwarded-proto": "https"}
+    shown = httpx.get(f"{base}/login", headers={"x-forwarded-proto": "https"})
+    csrf = shown.cookies["hardneg_csrf"]
+    assert f'value="{csrf}"' in shown.text and "secure" in shown.headers["set-cookie"].lower()
+    # the browser sends the Secure cookie back over HTTPS (httpx would not, over http://)
+    https["cookie"] = f"hardneg_csrf={csrf}"
+    signed = httpx.post(f"{base}/login", content=f"key={key}&csrf={csrf}", headers=https)
+    assert signed.status_code == 303, signed.text
+    cookie = next(c for c in signed.headers.get_list("set-cookie") if "hardneg_key=" in c)
+    assert "secure" in cookie.lower() and "httponly" in cookie.lower()
+    plain = httpx.get(f"{base}/login").headers["set-cookie"].lower()
+    assert "secure" not in plain  # plain HTTP: the cookie would never come back
