@@ -432,3 +432,12 @@ def test_sign_in_needs_the_forms_csrf_token_and_cookies_are_secure_behind_https(
     assert "secure" in cookie.lower() and "httponly" in cookie.lower()
     plain = httpx.get(f"{base}/login").headers["set-cookie"].lower()
     assert "secure" not in plain  # plain HTTP: the cookie would never come back
+
+
+def test_docs_load_swagger_from_this_server(server: Server) -> None:
+    page = httpx.get(f"{server.processes.base_url}/docs")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
+    assert "'sha256-" in page.headers["content-security-policy"]
+    bundle = httpx.get(f"{server.processes.base_url}/docs/assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text

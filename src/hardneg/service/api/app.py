@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from hardneg.service.api.docs import ASSETS, install_docs
 from hardneg.service.api.errors import install_handlers
 from hardneg.service.api.headers import SecurityHeadersMiddleware
 from hardneg.service.api.job_reads import JobReader
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.public_docs else None,
+        docs_url=None,  # install_docs: Swagger UI from local files
         redoc_url=None,
         openapi_url="/openapi.json" if settings.public_docs else None,
     )
@@ -74,8 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
     app.state.metrics_registry = registry
     open_paths = {"/healthz", "/readyz"}
+    open_prefixes = dashboard.OPEN_PREFIXES
     if settings.public_docs:
-        open_paths |= {"/docs", "/docs/oauth2-redirect", "/openapi.json"}
+        open_paths |= {"/docs", "/openapi.json"}
+        open_prefixes = (*open_prefixes, f"{ASSETS}/")
+        install_docs(app, "/openapi.json")
     app.add_middleware(BodyLimitMiddleware, routes=app)
     app.add_middleware(
         BodyTimeoutMiddleware,
@@ -89,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         KeyGate,
         keys=app.state.api_keys,
         open_paths=frozenset(open_paths),
-        open_prefixes=dashboard.OPEN_PREFIXES,
+        open_prefixes=open_prefixes,
     )
     app.add_middleware(LatencyMiddleware, latency=latency)
     app.add_middleware(SecurityHeadersMiddleware)

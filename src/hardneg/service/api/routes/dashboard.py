@@ -156,17 +156,17 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post(LOGIN_PATH, response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check the form's CSRF token against its cookie, then the key; set the key as the
-    dashboard's cookie (never echoed back)."""
+    """Check the key (401), then the form's CSRF token against its cookie (403: a sign-in
+    forged by another site); set the key as the dashboard's cookie (never echoed back)."""
     body = await request.body()
     form = parse_qs(body[:MAX_LOGIN_BYTES].decode("utf-8", "replace"))
     key, csrf = form.get("key", [""])[0], form.get("csrf", [""])[0]
-    expected = request.cookies.get(CSRF_COOKIE, "")
-    if not (csrf and expected and hmac.compare_digest(csrf.encode(), expected.encode())):
-        return _form(request, "The sign-in form expired; please try again.", 403)
     keys: list[bytes] = request.app.state.api_keys
     if keys and not (key and key_matches(key, keys)):
         return _form(request, "That key is not valid.", 401)
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if not (csrf and expected and hmac.compare_digest(csrf.encode(), expected.encode())):
+        return _form(request, "The sign-in form expired; please try again.", 403)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(CSRF_COOKIE, path="/")
     if keys:
