@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,14 +31,24 @@ import pytest
 
 from tests.conftest import TINY_DOCS, write_beir
 from tests.test_reliability_input import GOOD, Context, Hostile, prepare, send, stored_state
-from tests.test_service_support import AUTH, Processes, jsonl, purge, service_env, unique_prefix
+from tests.test_service_support import (
+    API_KEY,
+    AUTH,
+    Processes,
+    jsonl,
+    purge,
+    service_env,
+    unique_prefix,
+)
 
 MIB = 1024 * 1024
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
 MAX_DECOMPRESSED = 64 * MIB
 RATIO_FLOOR = 1 * MIB
+SECOND_KEY = "second-key-" + uuid.uuid4().hex  # another client of the same server
 SERVER_ENV = {
+    "HARDNEG_API_KEYS": f"{API_KEY},{SECOND_KEY}",
     "HARDNEG_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
     "HARDNEG_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
     "HARDNEG_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED),
@@ -441,3 +452,18 @@ def test_docs_load_swagger_from_this_server(server: Server) -> None:
     assert "'sha256-" in page.headers["content-security-policy"]
     bundle = httpx.get(f"{server.processes.base_url}/docs/assets/swagger-ui-bundle.js")
     assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text
+
+
+def test_a_deduplicated_job_is_cancelled_only_when_every_submitter_cancels(server: Server) -> None:
+    body = {"corpus_id": server.context.corpus, "params": {"top_k": 11}}
+    second = {"Authorization": f"Bearer {SECOND_KEY}"}
+    first = server.client.post("/v1/jobs/evaluate", json=body)
+    assert first.status_code == 202, first.text
+    job_id = first.json()["id"]
+    shared = server.client.post("/v1/jobs/evaluate", json=body, headers=second)
+    assert shared.status_code == 200 and shared.json()["id"] == job_id, shared.text
+    withdrawn = server.client.post(f"/v1/jobs/{job_id}/cancel")
+    assert withdrawn.status_code == 202 and withdrawn.json()["state"] == "queued", withdrawn.text
+    assert server.client.get(f"/v1/jobs/{job_id}").json()["state"] == "queued"
+    last = server.client.post(f"/v1/jobs/{job_id}/cancel", headers=second)
+    assert last.status_code == 202 and last.json()["state"] == "cancelled", last.text

@@ -33,3 +33,24 @@ def cancel(services: Services, job_id: str, kill: bool = False) -> JobRecord | N
         with contextlib.suppress(Exception):
             send_stop_job_command(services.raw, marked.rq_id(services.queue.name))
     return marked
+
+
+def _submitters(services: Services, job_id: str) -> str:
+    return services.keys.job(job_id) + ":submitters"  # set: principals that asked for the job
+
+
+def add_submitter(services: Services, job_id: str, principal: str) -> None:
+    """Remember that ``principal`` submitted (or was deduplicated onto) the job."""
+    services.text.sadd(_submitters(services, job_id), principal)
+
+
+def withdraw(services: Services, job_id: str, principal: str) -> int:
+    """Take ``principal``'s interest in a shared job back; how many other submitters remain.
+    A deduplicated job is cancelled only once every one of its submitters has cancelled it
+    (one caller cannot cancel it for the others); 0 means cancel it now."""
+    key = _submitters(services, job_id)
+    pipe = services.text.pipeline()
+    pipe.srem(key, principal)
+    pipe.scard(key)
+    _, remaining = pipe.execute()
+    return int(remaining)

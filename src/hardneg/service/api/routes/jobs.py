@@ -18,7 +18,7 @@ from hardneg.service.api.deps import IdempotencyKey, JobReaderDep, PrincipalDep,
 from hardneg.service.api.errors import Responses, api_error, responses
 from hardneg.service.api.schemas import MAX_OFFSET, JobSubmit, JobView, Page, ResultsPage
 from hardneg.service.jobs.artifacts import MEDIA_TYPES, discard, read_page
-from hardneg.service.jobs.cancel import cancel
+from hardneg.service.jobs.cancel import add_submitter, cancel, withdraw
 from hardneg.service.jobs.paths import PathRefusedError, job_dir
 from hardneg.service.jobs.records import JobRecord, JobState
 from hardneg.service.jobs.recovery import recover
@@ -108,6 +108,7 @@ def _submit(
         if idem is not None:
             idem.release()
         raise
+    add_submitter(services, submission.record.id, principal_id)
     if idem is not None:
         idem.complete(digest, submission.record.id)
     if not submission.created:
@@ -195,14 +196,18 @@ async def get_job(
 def cancel_job(
     job_id: str,
     services: ServicesDep,
-    _: PrincipalDep,
+    principal: PrincipalDep,
     force: Annotated[bool, Query(description="kill the work horse now, no grace")] = False,
 ) -> JobView:
     """Cancel: a queued job never starts; a running one stops at its next progress report, and
-    is killed if it has not stopped after the grace period (at once with ``force``)."""
+    is killed if it has not stopped after the grace period (at once with ``force``). A job that
+    other API keys also submitted (deduplicated onto it) goes on until every one of them has
+    cancelled it: this caller's interest is withdrawn and the job is returned unchanged."""
     record = _get(services, job_id)
     if record.terminal:
         raise api_error(409, f"job is already {record.state}", "job_id")
+    if withdraw(services, job_id, principal.id) > 0:
+        return JobView.of(record)
     marked = cancel(services, job_id, kill=force)
     return JobView.of(marked or _get(services, job_id))
 
