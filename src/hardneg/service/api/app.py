@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
     app.state.metrics_registry = registry
     open_paths = {"/healthz", "/readyz"}
-    open_prefixes = dashboard.OPEN_PREFIXES
+    open_prefixes: tuple[str, ...] = dashboard.OPEN_PREFIXES
     if settings.public_docs:
         open_paths |= {"/docs", "/openapi.json"}
         open_prefixes = (*open_prefixes, f"{ASSETS}/")

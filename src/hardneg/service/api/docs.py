@@ -40,13 +40,14 @@ def _inline_hashes(page: str) -> str:
 def install_docs(app: FastAPI, openapi_url: str) -> None:
     """Serve Swagger UI at ``/docs`` and its files at ``/docs/assets``."""
     app.mount(ASSETS, StaticFiles(directory=assets_folder()), name="docs-assets")
-    page = get_swagger_ui_html(
+    rendered = get_swagger_ui_html(
         openapi_url=openapi_url,
         title=f"{app.title} - API docs",
         swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{ASSETS}/swagger-ui.css",
         swagger_favicon_url=f"{ASSETS}/favicon.png",
-    ).body.decode()
+    )
+    page = bytes(rendered.body).decode()
     csp = CSP.replace("script-src 'self'", f"script-src 'self' {_inline_hashes(page)}", 1)
 
     @app.get(DOCS, include_in_schema=False)
