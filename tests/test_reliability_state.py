@@ -258,3 +258,31 @@ def test_a_corpus_with_a_queued_job_is_deleted_only_when_forced(server: Server) 
     assert forced.status_code == 204, forced.text
     assert server.client.get(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
     assert not (server.home / "corpora" / corpus_id).exists()
+
+
+# ---- a queued job pins the content it was submitted for (runs last: it starts a worker) ------
+
+
+def test_a_queued_job_reads_the_content_it_was_submitted_for(server: Server) -> None:
+    client = server.client
+    corpus_id = new_corpus(client, QUERIES_123, QRELS_12)  # 2 judged queries
+    body = {"corpus_id": corpus_id, "params": {"top_k": 5}}
+    old = client.post("/v1/jobs/evaluate", json=body).json()
+    assert (server.home / "snapshots" / old["id"]).is_dir()
+    three = qrels_tsv([("q1", "d2", 1), ("q2", "d3", 1), ("q3", "d4", 1)])
+    assert client.put(f"/v1/corpora/{corpus_id}/qrels/test", content=three).status_code == 200
+    new = client.post("/v1/jobs/evaluate", json=body)
+    assert new.status_code == 202 and new.json()["id"] != old["id"], new.text  # new qrels: new job
+    server.processes.worker()
+    wait_for(lambda: client.get("/readyz").status_code == 200, 90, "a ready worker")
+
+    def finished(job_id: str) -> dict[str, object] | None:
+        record = client.get(f"/v1/jobs/{job_id}").json()
+        return record if record["state"] in ("succeeded", "failed") else None
+
+    first = wait_for(lambda: finished(old["id"]), 120, "the first job")
+    second = wait_for(lambda: finished(new.json()["id"]), 120, "the second job")
+    assert first["state"] == "succeeded" and second["state"] == "succeeded", (first, second)  # type: ignore[index]
+    assert first["stats"]["num_queries"] == 2  # type: ignore[index]  # the qrels it was sent for
+    assert second["stats"]["num_queries"] == 3  # type: ignore[index]
+    assert not (server.home / "snapshots" / old["id"]).exists()  # dropped once it ended

@@ -25,6 +25,7 @@ from hardneg.service.jobs.corpora import uploads_root
 from hardneg.service.jobs.corpus_lock import sweep_orphans
 from hardneg.service.jobs.scratch import sweep
 from hardneg.service.jobs.services import Services
+from hardneg.service.jobs.snapshots import sweep_snapshots
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweep(uploads_root(settings.home))  # uploads a killed API left half-written
         with contextlib.suppress(RedisError):  # corpus folders no record names
             await run_in_threadpool(sweep_orphans, settings.home, services.corpora)
+            await run_in_threadpool(sweep_snapshots, settings.home, services.jobs)
         logger.info(
             "API on data directory %s, queue %s, %d API key(s)",
             settings.home,

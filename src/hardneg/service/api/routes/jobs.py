@@ -19,12 +19,14 @@ from hardneg.service.api.errors import Responses, api_error, responses
 from hardneg.service.api.schemas import MAX_OFFSET, JobSubmit, JobView, Page, ResultsPage
 from hardneg.service.jobs.artifacts import MEDIA_TYPES, discard, read_page
 from hardneg.service.jobs.cancel import add_submitter, cancel, withdraw
+from hardneg.service.jobs.corpus_lock import CorpusBusyError
 from hardneg.service.jobs.paths import PathRefusedError, job_dir
 from hardneg.service.jobs.records import JobRecord, JobState
 from hardneg.service.jobs.recovery import recover
 from hardneg.service.jobs.registry import KINDS, JobKind
 from hardneg.service.jobs.services import Services
 from hardneg.service.jobs.submit import (
+    CorpusGoneError,
     Idempotency,
     IdempotencyConflictError,
     IdempotencyInProgressError,
@@ -104,9 +106,13 @@ def _submit(
         return JobView.of(_get(services, seen))
     try:
         submission = submit(services, kind, body.params, corpus, body.force)
-    except BaseException:
+    except BaseException as exc:
         if idem is not None:
             idem.release()
+        if isinstance(exc, CorpusGoneError):
+            raise api_error(404, str(exc), "corpus_id") from None
+        if isinstance(exc, CorpusBusyError):
+            raise api_error(409, str(exc), "corpus_id") from None
         raise
     add_submitter(services, submission.record.id, principal_id)
     if idem is not None:
