@@ -260,6 +260,24 @@ def test_a_corpus_with_a_queued_job_is_deleted_only_when_forced(server: Server) 
     assert not (server.home / "corpora" / corpus_id).exists()
 
 
+def test_a_write_interrupted_mid_swap_is_rolled_back_at_api_start(server: Server) -> None:
+    corpus_id = new_corpus(server.client, QUERIES_123, QRELS_12)
+    target = server.home / "corpora" / corpus_id / "queries.jsonl"
+    # what an API killed between moving the new file in and updating the record leaves
+    backup = target.with_name(f".queries.jsonl.{uuid.uuid4().hex}.old.tmp")
+    os.link(target, backup)
+    incoming = target.with_name("incoming")
+    incoming.write_bytes(QUERIES_12)
+    incoming.replace(target)
+    restarted = Processes(server.processes.env, server.processes.logs / "restart")
+    try:
+        restarted.serve()
+    finally:
+        restarted.stop_all()
+    assert target.read_bytes() == QUERIES_123 and not backup.exists()
+    assert consistent(server, corpus_id)
+
+
 # ---- a queued job pins the content it was submitted for (runs last: it starts a worker) ------
 
 

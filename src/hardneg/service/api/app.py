@@ -22,7 +22,7 @@ from hardneg.service.api.routes import corpora, dashboard, health, jobs
 from hardneg.service.api.security import KeyGate
 from hardneg.service.api.timeouts import BodyTimeoutMiddleware
 from hardneg.service.jobs.corpora import uploads_root
-from hardneg.service.jobs.corpus_lock import sweep_orphans
+from hardneg.service.jobs.corpus_lock import recover_interrupted, sweep_orphans
 from hardneg.service.jobs.scratch import sweep
 from hardneg.service.jobs.services import Services
 from hardneg.service.jobs.snapshots import sweep_snapshots
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.home.mkdir(parents=True, exist_ok=True)
         sweep(uploads_root(settings.home))  # uploads a killed API left half-written
         with contextlib.suppress(RedisError):  # corpus folders no record names
+            await run_in_threadpool(recover_interrupted, settings.home, services.corpora)
             await run_in_threadpool(sweep_orphans, settings.home, services.corpora)
             await run_in_threadpool(sweep_snapshots, settings.home, services.jobs)
         logger.info(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import time
 import uuid
@@ -25,13 +26,15 @@ from pathlib import Path
 
 import redis
 
-from hardneg.service.jobs.corpora import CorpusStore, corpora_root
+from hardneg.service.jobs.corpora import CorpusStore, content_version, corpora_root
 
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 600.0  # longest a change may hold the lock (validating a large upload)
 WAIT_SECONDS = 30.0  # how long a second writer waits before it is told to retry
 ORPHAN_GRACE_SECONDS = 600.0
+# the old file a write keeps while it swaps a new one in (hardneg.service.api.corpus_files)
+BACKUP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{32}\.old\.tmp$")
 
 
 class CorpusBusyError(RuntimeError):
@@ -108,3 +111,32 @@ def sweep_orphans(home: Path, store: CorpusStore, grace: float = ORPHAN_GRACE_SE
     if removed:
         logger.info("removed %d corpus folder(s) that no record names under %s", removed, root)
     return removed
+
+
+def recover_interrupted(home: Path, store: CorpusStore) -> int:
+    """Finish the writes an API killed mid-swap left: a backup beside a file means the new file
+    was moved in; if the record does not name the files' version, the commit never happened
+    and the old file goes back (else the backup is just removed). Returns files restored."""
+    root = corpora_root(home)
+    restored = 0
+    for backup in root.glob("c*/**/.*.old.tmp") if root.is_dir() else ():
+        match = BACKUP.match(backup.name)
+        corpus_id = backup.relative_to(root).parts[0]
+        record = store.get(corpus_id)
+        if match is None or record is None:
+            continue
+        try:
+            with corpus_lock(store, corpus_id, wait=0):
+                if not backup.exists():
+                    continue
+                current = content_version(record.fingerprint or "", record.path)
+                if current != record.version:
+                    backup.replace(backup.with_name(match["name"]))
+                    restored += 1
+                else:
+                    backup.unlink()
+        except CorpusBusyError:
+            continue  # a live write of another API process: it cleans up itself
+    if restored:
+        logger.warning("put back %d file(s) of corpus writes that were interrupted", restored)
+    return restored
