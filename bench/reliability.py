@@ -2,8 +2,9 @@
 auth, and the outcomes of the fault and concurrency tests.
 
     python -m bench.reliability [--output bench/results/reliability.json] [--skip-faults]
-        [--skip-fuzz] [--skip-load] [--skip-input] [--fuzz-examples 25] [--clients 200]
-        [--seconds 60] [--pace 1.0] [--api-workers 1] [--worker-nice 0]
+        [--skip-fuzz] [--skip-load] [--skip-input] [--skip-round-two] [--only SECTION]
+        [--fuzz-examples 25] [--clients 200] [--seconds 60] [--pace 1.0] [--api-workers 1]
+        [--worker-nice 0]
 
 Everything runs against real processes on loopback: ``hardneg serve`` (uvicorn), ``hardneg
 worker`` and Redis on 127.0.0.1:6379 (its own key prefix, removed afterwards).
@@ -16,9 +17,14 @@ worker`` and Redis on 127.0.0.1:6379 (its own key prefix, removed afterwards).
 - hostile and auth: the tables of ``tests/test_reliability_input.py`` and
   ``tests/test_reliability_auth.py`` against a real server, each case's status recorded;
 - faults: ``tests/test_reliability_faults.py`` and ``tests/test_reliability_concurrency.py``
-  run under pytest, each test's outcome recorded.
+  run under pytest, each test's outcome recorded;
+- round_two: the table of ``tests/test_reliability_round_two.py`` (gzip bombs, parser and OS
+  limits, risks), two Authorization headers, every write against a Redis out of memory and a
+  read-only replica (``tests/test_reliability_state.py``), 500 idle sockets and a body trickled
+  at 1 byte/s, against real servers.
 
-A section that is skipped keeps its figures from the existing results file.
+A section that is skipped keeps its figures from the existing results file; ``--only round_two``
+runs that section alone.
 """
 
 from __future__ import annotations
@@ -53,6 +59,18 @@ from tests.test_reliability_auth import (
 )
 from tests.test_reliability_fuzz import PASSES, FuzzReport, fuzz_all, fuzz_target
 from tests.test_reliability_input import HOSTILE, MAX_UPLOAD, prepare, send, stored_state
+from tests.test_reliability_round_two import (
+    CASES,
+    MAX_DECOMPRESSED,
+    RATIO_FLOOR,
+    hold_idle_sockets,
+    peak_rss_mib,
+    round_two_server,
+    run_case,
+    trickle_body,
+    two_authorization_headers,
+)
+from tests.test_reliability_state import run_refusing_redis
 from tests.test_service_pipelines import scifact_slice
 from tests.test_service_support import (
     AUTH,
@@ -353,6 +371,59 @@ def run_faults(root: Path) -> dict[str, object]:
     return outcomes
 
 
+# ---- round two ----------------------------------------------------------------------------------
+
+
+def run_round_two(root: Path) -> dict[str, object]:
+    started = time.perf_counter()
+    with round_two_server(root / "server") as server:
+        peak_before = peak_rss_mib(server.api_pid)
+        cases = [run_case(server, case) for case in CASES]
+        peak_after = peak_rss_mib(server.api_pid)
+        before = stored_state(server.client, server.home, server.context.corpus)
+        response = two_authorization_headers(server)
+        after = stored_state(server.client, server.home, server.context.corpus)
+        cases.append(
+            {
+                "name": "two_authorization_headers",
+                "status": response.status_code,
+                "expected": 401,
+                "names_the_problem": "Authorization" in response.text,
+                "nothing_stored": before == after,
+                "message": response.text[:200],
+            }
+        )
+        idle = hold_idle_sockets(server, 500)
+        slow_body = trickle_body(server)
+    refusing = run_refusing_redis(root / "redis")
+    for mode in ("oom", "readonly"):
+        outcomes = refusing[mode]
+        assert isinstance(outcomes, dict)
+        for name, outcome in outcomes.items():
+            cases.append({"name": f"redis_{mode}_{name}", "expected": 503, **outcome})
+    unexpected = [c["name"] for c in cases if c["status"] != c["expected"]]
+    return {
+        "cases": cases,
+        "unexpected": unexpected,
+        "responses_5xx_not_503": sum(
+            int(str(c["status"])) >= 500 and c["status"] != 503 for c in cases
+        ),
+        # the API's peak resident memory before and after the cases (gzip bombs of 600 MiB and
+        # 1 GiB among them): decompression is streamed and bounded
+        "api_peak_rss_mib": {"before_cases": peak_before, "after_cases": peak_after},
+        "limits": {
+            "max_compression_ratio": 100.0,
+            "compression_ratio_floor_bytes": RATIO_FLOOR,
+            "max_decompressed_bytes": MAX_DECOMPRESSED,
+        },
+        "idle_sockets": idle,
+        "slow_body": slow_body,
+        "orphan_folder_swept_at_start": refusing["orphan_swept"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -369,9 +440,14 @@ def main() -> None:
     parser.add_argument(
         "--worker-nice", type=int, default=0, help="CPU niceness of the worker and its jobs"
     )
-    for section in ("fuzz", "load", "input", "faults"):
-        parser.add_argument(f"--skip-{section}", action="store_true")
+    sections = ("fuzz", "load", "input", "faults", "round_two")
+    for section in sections:
+        parser.add_argument(f"--skip-{section.replace('_', '-')}", action="store_true")
+    parser.add_argument("--only", choices=sections, help="run this section alone")
     args = parser.parse_args()
+    if args.only:
+        for section in sections:
+            setattr(args, f"skip_{section}", section != args.only)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results: dict[str, Any] = json.loads(args.output.read_text()) if args.output.is_file() else {}
     with TemporaryDirectory(prefix="hardneg-reliability-") as temp:
@@ -392,7 +468,13 @@ def main() -> None:
         if not args.skip_faults:
             logger.info("fault and concurrency tests")
             results["faults"] = run_faults(scratch)
-    results["machine"] = machine_info()
+        if not args.skip_round_two:
+            logger.info("round two: bombs, parser and OS limits, refusing Redis, connections")
+            results["round_two"] = run_round_two(scratch / "round-two")
+    if args.only:  # the other sections keep the machine they were measured on
+        results[args.only]["machine"] = machine_info()
+    else:
+        results["machine"] = machine_info()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     logger.info("wrote %s", args.output)

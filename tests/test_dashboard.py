@@ -72,18 +72,17 @@ def test_the_dashboard_needs_the_key_and_never_shows_it(stack: Stack) -> None:
     page = httpx.get(f"{base}/", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"] == "/login"
     assert httpx.get(f"{base}/ui/jobs").status_code == 401
-    wrong = httpx.post(
-        f"{base}/login",
-        content="key=nope",
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    assert wrong.status_code == 401 and "nope" not in wrong.text
-    signed = httpx.post(
-        f"{base}/login",
-        content=f"key={API_KEY}",
-        follow_redirects=False,
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    forged = httpx.post(f"{base}/login", content=f"key={API_KEY}", headers=form)
+    assert forged.status_code == 403 and "hardneg_key" not in forged.cookies  # no CSRF token
+    with httpx.Client(base_url=base) as visitor:  # keeps the form's CSRF cookie
+        csrf = visitor.get("/login").cookies["hardneg_csrf"]
+        wrong = visitor.post("/login", content=f"key=nope&csrf={csrf}", headers=form)
+        assert wrong.status_code == 401 and "nope" not in wrong.text
+        csrf = wrong.cookies["hardneg_csrf"]  # a fresh form, a fresh token
+        signed = visitor.post(
+            "/login", content=f"key={API_KEY}&csrf={csrf}", headers=form, follow_redirects=False
+        )
     assert signed.status_code == 303 and API_KEY not in signed.text
     cookie = signed.cookies.get("hardneg_key")
     assert cookie == API_KEY and "httponly" in signed.headers["set-cookie"].lower()

@@ -217,7 +217,14 @@ def running_stack(root: Path, **settings: str) -> Iterator[Stack]:
     """``hardneg serve`` + one ``hardneg worker`` on their own Redis namespace and data folder."""
     prefix = unique_prefix()
     with BeirMirror() as mirror:
-        env = service_env(prefix, root / "home", HARDNEG_BEIR_BASE_URL=mirror.url, **settings)
+        # the mirror's made-up dataset names have no published checksum
+        env = service_env(
+            prefix,
+            root / "home",
+            HARDNEG_BEIR_BASE_URL=mirror.url,
+            HARDNEG_ALLOW_UNLISTED_DATASETS="true",
+            **settings,
+        )
         processes = Processes(env, root / "logs")
         try:
             processes.serve()

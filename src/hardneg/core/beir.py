@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,12 @@ def _iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
                     value = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(path, number, f"malformed JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise DataError(path, number, "JSON nested too deeply") from None
+                except ValueError:  # an integer past Python's digit limit
+                    limit = sys.get_int_max_str_digits()
+                    reason = f"an integer has more than {limit} digits"
+                    raise DataError(path, number, reason) from None
                 if not isinstance(value, dict):
                     raise DataError(path, number, "expected a JSON object")
                 yield number, value

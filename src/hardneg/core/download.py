@@ -160,7 +160,8 @@ def download_beir(
     """Fetch ``<base_url>/<name>.zip`` into ``root/<name>`` and return that folder.
 
     The zip is downloaded to ``root/<name>.zip.part`` (resumed if a previous try left one),
-    verified against ``md5`` (default: BEIR's published checksum, when known), then unpacked into
+    verified against BEIR's published checksum (``md5`` only for a name that has none), then
+    unpacked into
     a temp folder that is renamed into place. An existing dataset folder is returned as is.
     """
     validate_dataset_name(name)
@@ -169,7 +170,7 @@ def download_beir(
         find_corpus_file(target)
         return target
     root.mkdir(parents=True, exist_ok=True)
-    expected = md5 or BEIR_MD5.get(name)
+    expected = BEIR_MD5.get(name) or md5  # a caller's md5 never replaces the published one
     if expected is None:
         logger.warning("no published checksum for %r; the download will not be verified", name)
     part = root / f"{name}.zip.part"

@@ -59,8 +59,71 @@ class Settings(BaseSettings):
         description="server-side folders under which datasets and models may be registered by "
         "path; a path list like PATH. Empty: registering by path is refused",
     )
+    allow_hub_models: bool = Field(
+        False,
+        description="accept model hub ids in job parameters (downloaded by the worker, with no "
+        "size cap); off: job models, paths under allowed_roots and the default model only",
+    )
+    allow_unlisted_datasets: bool = Field(
+        False,
+        description="register BEIR names that have no published checksum (downloaded "
+        "unverified); off: only the names of hardneg.core.download.BEIR_MD5, or folders already "
+        "in data_dirs",
+    )
+    secure_cookies: bool | None = Field(
+        None,
+        description="mark the dashboard's cookies Secure; default: when the request came over "
+        "HTTPS (directly, or X-Forwarded-Proto from a trusted proxy)",
+    )
     max_upload_bytes: int = Field(512 * 1024**2, ge=1, description="largest accepted upload")
+    max_decompressed_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="largest gzip upload once decompressed (it is decompressed as it arrives, "
+        "and refused with 413 the moment it passes this)",
+    )
+    max_compression_ratio: float = Field(
+        100.0,
+        ge=1,
+        description="largest decompressed/compressed size ratio of a gzip upload, checked once "
+        "more than compression_ratio_floor_bytes have been decompressed (text JSONL gzips 3-10x; "
+        "a gzip bomb 1000x)",
+    )
+    compression_ratio_floor_bytes: int = Field(
+        16 * 1024**2,
+        ge=0,
+        description="decompressed bytes below which the compression ratio is not checked",
+    )
     public_docs: bool = Field(True, description="serve /docs and /openapi.json without a key")
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="`hardneg serve`: open connections (and requests in flight) beyond which new "
+        "requests get 503 (uvicorn's limit_concurrency)",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="`hardneg serve`: an idle keep-alive connection is closed after this"
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="`hardneg serve`: a connection that has not sent a complete request head "
+        "this long after it opened (or after its last response) is closed",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a request body that stops arriving for this long, or arrives slower than "
+        "min_body_bytes_per_second on average after this long, is cut off with 408",
+    )
+    min_body_bytes_per_second: int = Field(
+        1024, ge=0, description="slowest average upload rate accepted (see body_timeout_seconds)"
+    )
+    trusted_proxies: str = Field(
+        "127.0.0.1",
+        description="`hardneg serve`: addresses whose X-Forwarded-For/-Proto headers are believed "
+        "(uvicorn's forwarded_allow_ips; '*' for any)",
+    )
     host: str = Field("127.0.0.1", description="`hardneg serve` bind address")
     port: int = Field(8000, ge=1, le=65535, description="`hardneg serve` port")
 

@@ -9,7 +9,10 @@ stored. These are blocking calls: routes run them in a worker thread.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,19 +39,6 @@ from hardneg.service.jobs.corpora import (
 
 UPLOAD_NAME = "upload"  # how the client's file is called in error messages (no server paths)
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one document, query or judgement; BEIR's largest are ~1 MB
-
-
-def _plain(received: Received) -> Path:
-    """The received file, decompressed beside itself when it was gzipped."""
-    if not received.gzipped:
-        return received.path
-    plain = received.path.with_suffix("")
-    try:
-        with gzip.open(received.path, "rb") as source, plain.open("wb") as target:
-            shutil.copyfileobj(source, target)
-    except (OSError, EOFError) as exc:
-        raise DataError(UPLOAD_NAME, None, f"not a valid gzip file ({exc})") from None
-    return plain
 
 
 def check_lines(path: Path, gzipped: bool = False, limit: int = MAX_LINE_BYTES) -> None:
@@ -112,9 +102,13 @@ def _corpus_of(record: CorpusRecord) -> Corpus:
     return load_corpus(find_corpus_file(record.path))
 
 
-def store_queries(received: Received, record: CorpusRecord, store: CorpusStore) -> CorpusRecord:
-    """Validate queries (and that existing qrels still name only known queries); replace them."""
-    plain = _plain(received)
+def store_queries(
+    received: Received, record: CorpusRecord, store: CorpusStore, fence: str | None = None
+) -> CorpusRecord:
+    """Validate queries (and that existing qrels still name only known queries); replace them.
+
+    Call it holding the corpus's write lock (``fence`` is its token)."""
+    plain = received.path  # received decompressed
     check_lines(plain)
     try:
         queries = load_queries(plain)
@@ -132,16 +126,22 @@ def store_queries(received: Received, record: CorpusRecord, store: CorpusStore) 
                 check_qrels(qrels_path, load_qrels(qrels_path), queries, corpus)
             except DataError as exc:
                 raise DataError(f"qrels/{split}.tsv", None, exc.reason) from None
-    with atomic_path(folder / "queries.jsonl") as temp:
-        plain.rename(temp)
-    return _refresh(record, store, len(queries))
+    return _replace_file(
+        plain, folder / "queries.jsonl", lambda: _refresh(record, store, len(queries), fence)
+    )
 
 
 def store_qrels(
-    received: Received, record: CorpusRecord, split: str, store: CorpusStore
+    received: Received,
+    record: CorpusRecord,
+    split: str,
+    store: CorpusStore,
+    fence: str | None = None,
 ) -> CorpusRecord:
-    """Validate a qrels TSV against the stored corpus and queries; replace that split's file."""
-    plain = _plain(received)
+    """Validate a qrels TSV against the stored corpus and queries; replace that split's file.
+
+    Call it holding the corpus's write lock (``fence`` is its token)."""
+    plain = received.path  # received decompressed
     check_lines(plain)
     queries_path = record.path / "queries.jsonl"
     if not queries_path.is_file():
@@ -153,17 +153,43 @@ def store_qrels(
         raise _public(exc) from None
     if not qrels:
         raise DataError(UPLOAD_NAME, None, "no judgements in the upload")
-    with atomic_path(record.path / "qrels" / f"{split}.tsv") as temp:
-        plain.rename(temp)
-    return _refresh(record, store, record.queries)
+    target = record.path / "qrels" / f"{split}.tsv"
+    return _replace_file(plain, target, lambda: _refresh(record, store, record.queries, fence))
 
 
-def _refresh(record: CorpusRecord, store: CorpusStore, queries: int) -> CorpusRecord:
+def _replace_file(new: Path, target: Path, commit: Callable[[], CorpusRecord]) -> CorpusRecord:
+    """Move ``new`` over ``target``, then ``commit`` the record; if the commit fails (Redis
+    refuses the write, the lock was lost) put the old file back: the record and the files on
+    disk never disagree."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    backup = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old.tmp")
+    had = target.is_file()
+    if had:
+        os.link(target, backup)
+    try:
+        new.replace(target)
+        try:
+            return commit()
+        except BaseException:
+            if had:
+                backup.replace(target)
+            else:
+                target.unlink(missing_ok=True)
+            raise
+    finally:
+        backup.unlink(missing_ok=True)
+
+
+def _refresh(
+    record: CorpusRecord, store: CorpusStore, queries: int, fence: str | None
+) -> CorpusRecord:
     folder = record.path
     version = content_version(record.fingerprint or "", folder)
     splits = _split_counts(folder)
     updated = store.update(
-        record.id, lambda old: replace(old, queries=queries, splits=splits, version=version)
+        record.id,
+        lambda old: replace(old, queries=queries, splits=splits, version=version),
+        fence=fence,
     )
     if updated is None:
         raise KeyError(record.id)

@@ -240,10 +240,12 @@ def job_detail(record: JobRecord, history: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
-def login_page(message: str = "") -> str:
+def login_page(csrf: str, message: str = "") -> str:
+    """The sign-in form; ``csrf`` is the token of the form's cookie (double submit)."""
     note = f'<p class="state-failed">{e(message)}</p>' if message else ""
     form = (
         '<form method="post" action="/login"><label>API key <input type="password" '
-        'name="key" autocomplete="current-password"></label> <button>Open</button></form>'
+        'name="key" autocomplete="current-password"></label>'
+        f'<input type="hidden" name="csrf" value="{e(csrf)}"> <button>Open</button></form>'
     )
     return page("hardneg: sign in", note + form)

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -62,7 +63,7 @@ _DESCRIPTIONS = {
     410: "The artifact is no longer on disk",
     413: "The request body is larger than the server accepts",
     422: "A field of the request is invalid; the body names it",
-    503: "Redis is unavailable; retry after the delay given",
+    503: "Redis is unavailable or refuses writes; nothing was changed, retry after the delay",
 }
 _BEARER = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
 _RETRY = {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}}
@@ -129,9 +130,16 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("Redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    """Any Redis error: unreachable, or refusing writes (out of memory under ``noeviction``, a
+    read-only replica, a script error). The routes change files only after Redis took the
+    write, or put them back when it did not, so a 503 means nothing changed."""
+    logger.warning("Redis error during %s %s: %r", request.method, request.url.path, exc)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        message = "the job store (Redis) is unavailable; retry shortly"
+    else:
+        message = "the job store (Redis) refused the request; nothing was changed, retry later"
     return JSONResponse(
-        {"detail": {"message": "the job store (Redis) is unavailable; retry shortly"}},
+        {"detail": {"message": message}},
         status_code=503,
         headers={"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)},
     )
@@ -140,5 +148,4 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
-    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    app.add_exception_handler(RedisError, _redis_unavailable)

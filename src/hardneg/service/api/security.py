@@ -80,16 +80,16 @@ class KeyGate:
         self.open_prefixes = open_prefixes  # routes that check a key themselves (dashboard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or not self.keys
-            or path in self.open_paths
-            or path.startswith(self.open_prefixes)
-        ):
+        if scope["type"] != "http" or not self.keys:
             await self.app(scope, receive, send)
             return
-        token = bearer_token(dict(scope.get("headers") or []).get(b"authorization"))
+        path = scope.get("path", "")
+        given = [value for name, value in scope.get("headers") or [] if name == b"authorization"]
+        # two Authorization headers are ambiguous (layers may read different ones): refused
+        if len(given) <= 1 and (path in self.open_paths or path.startswith(self.open_prefixes)):
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(given[0]) if len(given) == 1 else None
         if token is not None and key_matches(token, self.keys):
             await self.app(scope, receive, send)
             return

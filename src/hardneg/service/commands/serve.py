@@ -13,6 +13,8 @@ from hardneg.service.commands.errors import reported
 
 logger = logging.getLogger(__name__)
 
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers (h11; httptools has its own limit)
+
 
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default $HARDNEG_HOST)")] = None,
@@ -39,6 +41,8 @@ def serve(
         raise typer.Exit(code=1) from None
     if not settings.api_keys:
         logger.warning("no API keys configured (HARDNEG_API_KEYS): the API is open to anyone")
+    from hardneg.service.api.server import HTTP_PROTOCOL
+
     uvicorn.run(
         "hardneg.service.api.app:create_app",
         factory=True,
@@ -47,6 +51,13 @@ def serve(
         workers=workers,
         log_level=log_level,
         proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
+        # connection limits (README "Reliability"): a cap, keep-alive, a deadline on the head
+        # (HTTP_PROTOCOL) and on the body (the app's BodyTimeoutMiddleware)
+        http=HTTP_PROTOCOL,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
 
 

@@ -148,13 +148,21 @@ class CorpusStore:
                     continue
 
     def update(
-        self, corpus_id: str, change: Callable[[CorpusRecord], CorpusRecord]
+        self,
+        corpus_id: str,
+        change: Callable[[CorpusRecord], CorpusRecord],
+        fence: str | None = None,
     ) -> CorpusRecord | None:
+        """Compare-and-swap the record; with ``fence`` (a token from ``corpus_lock``) only while
+        the corpus's write lock still holds that token, else ``PermissionError``."""
         key = self.keys.corpus(corpus_id)
+        lock = key + ":lock"
         while True:
             with self.client.pipeline() as pipe:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key, lock) if fence is not None else pipe.watch(key)
+                    if fence is not None and pipe.get(lock) != fence:
+                        raise PermissionError("the corpus's write lock was lost")
                     text = pipe.get(key)
                     if not text:
                         return None

@@ -24,6 +24,7 @@ from hardneg.service.jobs.progress import JobCancelled, JobProgress, JobSupersed
 from hardneg.service.jobs.records import JobRecord
 from hardneg.service.jobs.registry import KINDS
 from hardneg.service.jobs.services import Services
+from hardneg.service.jobs.snapshots import drop_snapshot, pinned_corpus
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,10 @@ def _context(
 ) -> JobContext:
     corpus = None
     if KINDS[record.kind].needs_corpus:
-        corpus = services.corpora.get(record.corpus_id or "")
+        # the content the job was submitted for (its snapshot), else the corpus as it is now
+        corpus = pinned_corpus(services.settings.home, record.id) or services.corpora.get(
+            record.corpus_id or ""
+        )
         if corpus is None:
             raise ValueError(f"corpus {record.corpus_id} no longer exists")
     return JobContext(
@@ -99,6 +103,7 @@ def _context(
 def settle_files(services: Services, record: JobRecord) -> None:
     """Remove what a job that ended without success wrote (its folder, the kind's extras)."""
     discard(job_dir(services.settings.home, record.id))
+    drop_snapshot(services.settings.home, record.id)
     try:
         KINDS[record.kind].clean_up(record.params, services.settings)
     except Exception:
@@ -152,6 +157,7 @@ def run_attempt(services: Services, job_id: str, attempt: int) -> str:
             jobs.release_lease(job_id, attempt)
     if ended is None:
         return "superseded"
+    drop_snapshot(settings.home, job_id)  # ended: the pinned content is not needed any more
     logger.info("job %s attempt %d %s", job_id, attempt, ended.state)
     return ended.state
 

@@ -130,7 +130,7 @@ class JobStore:
         """Forget a finished job (its files are the caller's to remove)."""
         pipe = self.client.pipeline()
         pipe.delete(self.keys.job(record.id), self.keys.lease(record.id))
-        pipe.delete(self.keys.cancel(record.id))
+        pipe.delete(self.keys.cancel(record.id), self.keys.job(record.id) + ":submitters")
         pipe.zrem(self.keys.job_index, record.id)
         pipe.srem(self.keys.job_state(record.state), record.id)
         pipe.srem(self.keys.job_kind(record.kind), record.id)

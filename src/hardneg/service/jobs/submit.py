@@ -1,9 +1,11 @@
 """Submitting jobs: identical requests share one job; Idempotency-Key replays one response.
 
 Dedupe key: ``cache_key("job", {kind, params with defaults filled in, corpus content
-version})``. While the job it points to is queued, running or succeeded, an identical request
-gets that job instead of a new one; after a failure or a cancel (or with ``force``) a new job
-replaces it.
+version})``, and the job pins that version: an uploaded or generated corpus's files are
+snapshotted for it (``hardneg.service.jobs.snapshots``), so new qrels mean a new job and never
+change what a queued one reads. While the job it points to is queued, running or succeeded,
+an identical request gets that job instead of a new one; after a failure or a cancel (or with
+``force``) a new job replaces it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pydantic import BaseModel
 
 from hardneg.core.cache import cache_key
 from hardneg.service.jobs.corpora import CorpusRecord
+from hardneg.service.jobs.corpus_lock import corpus_lock
 from hardneg.service.jobs.queue import enqueue
 from hardneg.service.jobs.records import JobRecord, new_job_id
 from hardneg.service.jobs.registry import JobKind
 from hardneg.service.jobs.services import Services
+from hardneg.service.jobs.snapshots import drop_snapshot, take_snapshot
 
 SHAREABLE_STATES = frozenset({"queued", "running", "succeeded"})
 
@@ -44,6 +48,21 @@ def dedupe_key(kind: str, params: dict[str, object], corpus: CorpusRecord | None
     return cache_key("job", {"kind": kind, "params": params, "corpus": version})
 
 
+class CorpusGoneError(LookupError):
+    """The corpus was deleted while the job was being submitted."""
+
+
+def _pin(services: Services, job_id: str, corpus: CorpusRecord) -> CorpusRecord:
+    """Snapshot the corpus's files for the job, under its write lock (files and record agree);
+    the record as snapshotted, whose version the dedupe key then names."""
+    with corpus_lock(services.corpora, corpus.id):
+        fresh = services.corpora.get(corpus.id)
+        if fresh is None:
+            raise CorpusGoneError(f"no corpus {corpus.id!r}")
+        take_snapshot(services.settings.home, job_id, fresh)
+    return fresh
+
+
 def submit(
     services: Services,
     kind: JobKind,
@@ -52,9 +71,13 @@ def submit(
     force: bool = False,
 ) -> Submission:
     params_json = params.model_dump(mode="json")
+    job_id = new_job_id()
+    pinned = corpus is not None and corpus.owns_files and kind.needs_corpus
+    if pinned:
+        corpus = _pin(services, job_id, corpus)  # type: ignore[arg-type]
     key = dedupe_key(kind.name, params_json, corpus)
     record = JobRecord(
-        id=new_job_id(),
+        id=job_id,
         kind=kind.name,
         params=params_json,
         corpus_id=corpus.id if corpus is not None else None,
@@ -69,6 +92,7 @@ def submit(
                 existing_id = pipe.get(pointer)
                 existing = services.jobs.get(existing_id) if existing_id else None  # type: ignore[arg-type]
                 if existing is not None and existing.state in SHAREABLE_STATES and not force:
+                    drop_snapshot(services.settings.home, job_id)
                     return Submission(existing, created=False)
                 pipe.multi()
                 pipe.set(pointer, record.id)
@@ -77,6 +101,9 @@ def submit(
                 break
             except redis.WatchError:
                 continue
+            except BaseException:
+                drop_snapshot(services.settings.home, job_id)
+                raise
     enqueue(services.queue, record, services.settings)
     return Submission(record, created=True)
 

@@ -8,6 +8,8 @@ header); without a valid key, pages redirect to the sign-in form and fragments a
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -25,6 +27,7 @@ from hardneg.service.jobs.services import Services
 router = APIRouter(include_in_schema=False)
 
 COOKIE = "hardneg_key"
+CSRF_COOKIE = "hardneg_csrf"
 LOGIN_PATH = "/login"
 OPEN_PATHS = frozenset({"/", LOGIN_PATH})
 OPEN_PREFIXES = ("/ui/",)
@@ -129,20 +132,45 @@ def job_image(job_id: str, name: str, services: ServicesDep, _: SignedIn) -> Fil
     return FileResponse(Path(path), media_type="image/png")
 
 
+def _secure(request: Request) -> bool:
+    """Cookies are ``Secure`` when the setting says so, else when the request came over HTTPS
+    (directly, or per X-Forwarded-Proto from a trusted proxy)."""
+    setting: bool | None = request.app.state.services.settings.secure_cookies
+    return request.url.scheme == "https" if setting is None else setting
+
+
+def _form(request: Request, message: str = "", status_code: int = 200) -> HTMLResponse:
+    """The sign-in form with a fresh CSRF token, also set as a cookie the POST must match."""
+    token = secrets.token_urlsafe(32)
+    response = HTMLResponse(views.login_page(token, message), status_code=status_code)
+    response.set_cookie(
+        CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), path="/"
+    )
+    return response
+
+
 @router.get(LOGIN_PATH, response_class=HTMLResponse)
-def login_form() -> HTMLResponse:
-    return HTMLResponse(views.login_page())
+def login_form(request: Request) -> HTMLResponse:
+    return _form(request)
 
 
 @router.post(LOGIN_PATH, response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check the key from the form; set it as the dashboard's cookie (never echoed back)."""
+    """Check the key (401), then the form's CSRF token against its cookie (403: a sign-in
+    forged by another site); set the key as the dashboard's cookie (never echoed back)."""
     body = await request.body()
-    key = parse_qs(body[:MAX_LOGIN_BYTES].decode("utf-8", "replace")).get("key", [""])[0]
+    form = parse_qs(body[:MAX_LOGIN_BYTES].decode("utf-8", "replace"))
+    key, csrf = form.get("key", [""])[0], form.get("csrf", [""])[0]
     keys: list[bytes] = request.app.state.api_keys
     if keys and not (key and key_matches(key, keys)):
-        return HTMLResponse(views.login_page("That key is not valid."), status_code=401)
+        return _form(request, "That key is not valid.", 401)
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if not (csrf and expected and hmac.compare_digest(csrf.encode(), expected.encode())):
+        return _form(request, "The sign-in form expired; please try again.", 403)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(CSRF_COOKIE, path="/")
     if keys:
-        response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            COOKIE, key, httponly=True, samesite="strict", secure=_secure(request), path="/"
+        )
     return response

@@ -6,10 +6,7 @@ with that kind's params model as the body schema, so OpenAPI documents each one.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import time
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -21,12 +18,15 @@ from hardneg.service.api.deps import IdempotencyKey, JobReaderDep, PrincipalDep,
 from hardneg.service.api.errors import Responses, api_error, responses
 from hardneg.service.api.schemas import MAX_OFFSET, JobSubmit, JobView, Page, ResultsPage
 from hardneg.service.jobs.artifacts import MEDIA_TYPES, discard, read_page
+from hardneg.service.jobs.cancel import add_submitter, cancel, withdraw
+from hardneg.service.jobs.corpus_lock import CorpusBusyError
 from hardneg.service.jobs.paths import PathRefusedError, job_dir
 from hardneg.service.jobs.records import JobRecord, JobState
 from hardneg.service.jobs.recovery import recover
 from hardneg.service.jobs.registry import KINDS, JobKind
 from hardneg.service.jobs.services import Services
 from hardneg.service.jobs.submit import (
+    CorpusGoneError,
     Idempotency,
     IdempotencyConflictError,
     IdempotencyInProgressError,
@@ -106,10 +106,15 @@ def _submit(
         return JobView.of(_get(services, seen))
     try:
         submission = submit(services, kind, body.params, corpus, body.force)
-    except BaseException:
+    except BaseException as exc:
         if idem is not None:
             idem.release()
+        if isinstance(exc, CorpusGoneError):
+            raise api_error(404, str(exc), "corpus_id") from None
+        if isinstance(exc, CorpusBusyError):
+            raise api_error(409, str(exc), "corpus_id") from None
         raise
+    add_submitter(services, submission.record.id, principal_id)
     if idem is not None:
         idem.complete(digest, submission.record.id)
     if not submission.created:
@@ -197,33 +202,19 @@ async def get_job(
 def cancel_job(
     job_id: str,
     services: ServicesDep,
-    _: PrincipalDep,
+    principal: PrincipalDep,
     force: Annotated[bool, Query(description="kill the work horse now, no grace")] = False,
 ) -> JobView:
     """Cancel: a queued job never starts; a running one stops at its next progress report, and
-    is killed if it has not stopped after the grace period (at once with ``force``)."""
+    is killed if it has not stopped after the grace period (at once with ``force``). A job that
+    other API keys also submitted (deduplicated onto it) goes on until every one of them has
+    cancelled it: this caller's interest is withdrawn and the job is returned unchanged."""
     record = _get(services, job_id)
     if record.terminal:
         raise api_error(409, f"job is already {record.state}", "job_id")
-    services.jobs.request_cancel(job_id)
-    now = time.time()
-    marked = services.jobs.transition(
-        job_id,
-        {"queued", "running"},
-        lambda r: (
-            replace(
-                r, state="cancelled", stage="cancelled", finished_at=now, cancel_requested_at=now
-            )
-            if r.state == "queued"
-            else replace(r, cancel_requested_at=r.cancel_requested_at or now)
-        ).with_event("cancel requested"),
-    )
-    if marked is not None and marked.state == "running" and force:
-        from rq.command import send_stop_job_command
-
-        # not executing yet or any more: then the lease settles it
-        with contextlib.suppress(Exception):
-            send_stop_job_command(services.raw, marked.rq_id(services.queue.name))
+    if withdraw(services, job_id, principal.id) > 0:
+        return JobView.of(record)
+    marked = cancel(services, job_id, kill=force)
     return JobView.of(marked or _get(services, job_id))
 
 

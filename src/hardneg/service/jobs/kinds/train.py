@@ -58,7 +58,11 @@ class TrainParams(BaseModel):
     negatives_job: str = Field(pattern=JOB_ID.pattern, description="a succeeded mine job's id")
     model: str | None = Field(None, description="base model: hub id, 'job:<id>' or allowed path")
     document_model: str | None = Field(None, description="ADORE's frozen document encoder")
-    eval_split: str | None = Field("test", description="split reported before/after (null: none)")
+    eval_split: str | None = Field(
+        "test",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="split reported before/after (null: none)",
+    )
     config: dict[str, Any] = Field(
         default_factory=dict, description="trainer settings, e.g. {'max_steps': 100}"
     )
