@@ -162,12 +162,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per stage")
     parser.add_argument("--hnsw-timeout", type=float, default=900, help="seconds, HNSW stage")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
+    parser.add_argument(
+        "--hnsw-max-size",
+        type=int,
+        default=None,
+        help="skip HNSW above this size (recorded as skipped: its build would not fit in time)",
+    )
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=[], help="with --report-only: results to add"
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="redraw the plot and table from --out"
     )
     args = parser.parse_args(argv)
     if args.report_only:
         saved = json.loads(args.out.read_text())
+        for extra in args.merge:  # another run's stages (e.g. run side by side), recorded as such
+            other = json.loads(extra.read_text())
+            for size, stages in other["sizes"].items():
+                saved["sizes"].setdefault(size, {}).update(stages)
+            saved.setdefault("merged_runs", []).append(
+                {k: other[k] for k in ("command", "load_average_start", "load_average_end")}
+            )
+        saved["exponents"] = fits(saved["sizes"], "wall_s")
+        saved["rss_exponents"] = fits(saved["sizes"], "peak_rss_gib")
+        args.out.write_text(json.dumps(saved, indent=2) + "\n")
         plot(saved["sizes"], args.out.with_suffix(".png"))
         sys.stderr.write(table(saved) + "\n")
         return
@@ -191,9 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     # the BM25 stages of every size first, then flat + IVF, then HNSW (the slowest build)
     groups = [("bm25_index", "bm25_mining"), ("dense_flat", "dense_ivf"), ("dense_hnsw",)]
     for group, size in ((g, s) for g in groups for s in sizes):
-        for stage in group:
+        for stage in (s for s in group if s in args.stages):
             timeout = args.hnsw_timeout if stage == "dense_hnsw" else args.timeout
-            result = run_stage(stage, size, args.work, timeout)
+            if stage == "dense_hnsw" and args.hnsw_max_size and size > args.hnsw_max_size:
+                reason = f"skipped: an HNSW build above {args.hnsw_max_size:,} documents"
+                result: dict[str, object] = {"skipped": reason + " would not fit in the run"}
+            else:
+                result = run_stage(stage, size, args.work, timeout)
             if stage in ("dense_ivf", "dense_hnsw") and "wall_s" in result:
                 result["recall_vs_flat"] = recall(args.work, size, stage.removeprefix("dense_"))
             results[str(size)][stage] = result

@@ -43,7 +43,8 @@ def encode(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
     model = load_encoder(args.model or settings.model, settings.device, args.max_length)
     options = EncodeOptions(args.corpus_prompt, args.batch_size, ENCODE_CHUNK, progress)
     vectors = encode_corpus_sharded(workspace.embeddings, model, split.corpus, options)
-    logger.info("corpus embeddings: %s rows x %s", *vectors.shape)
+    if Shards.current().is_main:
+        logger.info("corpus embeddings: %s rows x %s", *vectors.shape)
 
 
 def mine(args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
