@@ -130,9 +130,10 @@ STAGES: dict[str, Callable[[int, dict[str, Path]], dict[str, object]]] = {
 }
 
 
-def vm_hwm_kib() -> int:
+def status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (VmHWM: the peak resident set; RssAnon/RssFile)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return -1
 
@@ -140,7 +141,9 @@ def vm_hwm_kib() -> int:
 def main(argv: list[str]) -> None:
     stage, size, work = argv[0], int(argv[1]), Path(argv[2])
     result = STAGES[stage](size, paths(work, size))
-    result["vm_hwm_kib"] = vm_hwm_kib()
+    result["vm_hwm_kib"] = status_kib("VmHWM")
+    result["end_rss_anon_kib"] = status_kib("RssAnon")  # at the end: heap vs mapped file pages
+    result["end_rss_file_kib"] = status_kib("RssFile")
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -4,7 +4,9 @@ Memory: building tokenizes the corpus in chunks of ``_TOKENIZE_CHUNK`` documents
 each chunk's (term, document, frequency) counts, so it peaks near a few dozen bytes per
 (term, document) pair, never the whole corpus's token lists. Searching scores queries in blocks of
 ``_BLOCK_CELLS`` query x document cells against the memory-mapped arrays: bounded whatever the
-number of queries (one query's row, 4 bytes per document, is the floor).
+number of queries (one query's row, 4 bytes per document, is the floor); every
+``_RELEASE_EVERY`` blocks the index pages it touched are unmapped (they stay in the page cache),
+so the resident set does not grow to the whole index file.
 
 The scoring (formulas, score matrix, top-k) is in ``core.bm25_scoring``; ``BM25Params`` and
 ``top_k`` are re-exported here.
@@ -51,6 +53,7 @@ FORMAT_VERSION = 2
 # land in a core's L2 cache (on SciFact, blocks of 16 MiB made the search ~30% slower)
 _BLOCK_CELLS = 1 << 18
 _TOKENIZE_CHUNK = 16384  # documents tokenized at once when building an index
+_RELEASE_EVERY = 64  # score blocks between unmapping the index pages a search touched
 
 
 @dataclass(frozen=True)
@@ -282,4 +285,6 @@ class BM25Index:
             if also is not None:
                 extra += [block[i, list(also[start + i])].tolist() for i in range(len(block))]
             progress(start + len(block), n_queries, "bm25: searching")
+            if (start // step) % _RELEASE_EVERY == _RELEASE_EVERY - 1:
+                self.scores.release()  # the memory-mapped index: resident pages dropped
         return SearchResults(tuple(query_ids), positions, scores, self.corpus_ids), extra

@@ -11,6 +11,7 @@ Scores are float32 sums in query-term order, bit-identical to bm25s's (tested).
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -210,6 +211,15 @@ class TermScores:
             sums = [self.nonoccurrence[query].sum() for query in queries]
             out += np.asarray(sums, dtype=np.float32).reshape(-1, 1)
         return out
+
+    def release(self) -> None:
+        """Unmap the resident pages of memory-mapped arrays (MADV_DONTNEED): they stay in the page
+        cache and fault back in when read, so a long search's resident set stays bounded instead
+        of growing to the whole index file. A no-op for in-memory arrays."""
+        for array in (self.data, self.docs):
+            mapped = getattr(array, "_mmap", None)  # numpy.memmap's mmap object
+            if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     def _add_rows(self, out: Floats, query: Ints) -> None:
         """One query: its terms' rows added into ``out`` one after another (query order); a
