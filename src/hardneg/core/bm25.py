@@ -1,5 +1,13 @@
 """BM25 over a corpus: the tokenizer, and an index of its eager score matrix, saved as .npy.
 
+Memory: building tokenizes the corpus in chunks of ``_TOKENIZE_CHUNK`` documents, keeping only
+each chunk's (term, document, frequency) counts, so it peaks near a few dozen bytes per
+(term, document) pair, never the whole corpus's token lists. Searching scores queries in blocks of
+``_BLOCK_CELLS`` query x document cells against the memory-mapped arrays: bounded whatever the
+number of queries (one query's row, 4 bytes per document, is the floor); every
+``_RELEASE_EVERY`` blocks the index pages it touched are unmapped (they stay in the page cache),
+so the resident set does not grow to the whole index file.
+
 The scoring (formulas, score matrix, top-k) is in ``core.bm25_scoring``; ``BM25Params`` and
 ``top_k`` are re-exported here.
 """
@@ -20,7 +28,7 @@ import Stemmer
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import Corpus
-from hardneg.core.bm25_scoring import BM25Params, Ints, TermScores, top_k
+from hardneg.core.bm25_scoring import BM25Params, Ints, TermCounts, TermScores, top_k
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.results import SearchResults
 
@@ -44,6 +52,8 @@ FORMAT_VERSION = 2
 # query x document cells scored at once: 1 MiB of float32, so that the scatter-adds of a block
 # land in a core's L2 cache (on SciFact, blocks of 16 MiB made the search ~30% slower)
 _BLOCK_CELLS = 1 << 18
+_TOKENIZE_CHUNK = 16384  # documents tokenized at once when building an index
+_RELEASE_EVERY = 64  # score blocks between unmapping the index pages a search touched
 
 
 @dataclass(frozen=True)
@@ -77,12 +87,22 @@ class BM25Tokenizer:
     def ids(self, texts: Sequence[str]) -> TokenIds:
         """The same tokens as term ids. bm25s's tokenizer makes the ids first (the strings of
         ``__call__`` are rebuilt from them), so this is the cheaper call."""
+        vocab: dict[str, int] = {}
+        flat, lengths = self.ids_into(texts, vocab)
+        return TokenIds(flat, lengths, vocab)
+
+    def ids_into(self, texts: Sequence[str], vocab: dict[str, int]) -> tuple[Ints, Ints]:
+        """(every token's id, tokens per text) with the ids of ``vocab``, which gains the terms
+        it lacks: tokenizing a corpus chunk by chunk into one vocabulary."""
         tokenized = self._tokenize(texts, return_ids=True)
         ids: list[list[int]] = tokenized.ids
-        vocab: dict[str, int] = tokenized.vocab
+        local: dict[str, int] = tokenized.vocab
+        remap = np.zeros(len(local), dtype=np.int64)  # chunk id -> vocab id
+        for term, number in local.items():
+            remap[number] = vocab.setdefault(term, len(vocab))
         lengths = np.fromiter(map(len, ids), np.int64, len(ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
-        return TokenIds(flat, lengths, dict(vocab))
+        return remap[flat], lengths
 
 
 def _encode(tokens: Sequence[Sequence[str]]) -> TokenIds:
@@ -134,13 +154,25 @@ class BM25Index:
     def build(
         cls, corpus: Corpus, params: BM25Params | None = None, progress: Progress = no_progress
     ) -> BM25Index:
+        """Tokenize ``corpus`` chunk by chunk (counts kept, token lists dropped), then score."""
         params = params or BM25Params()
-        progress(0, len(corpus), "bm25: tokenizing")
-        tokens = BM25Tokenizer(params).ids(corpus.full_texts())
-        progress(len(corpus) // 2, len(corpus), "bm25: indexing")
-        index = cls.from_ids(tokens, params, corpus.ids)
-        progress(len(corpus), len(corpus), "bm25: indexed")
-        return index
+        tokenizer = BM25Tokenizer(params)
+        vocab: dict[str, int] = {}
+        parts: list[TermCounts] = []
+        lengths: list[Ints] = [np.zeros(0, dtype=np.int64)]
+        total = len(corpus)
+        progress(0, total, "bm25: tokenizing")
+        for start in range(0, total, _TOKENIZE_CHUNK):
+            stop = min(start + _TOKENIZE_CHUNK, total)
+            texts = [corpus.document(i).full_text for i in range(start, stop)]
+            ids, chunk_lengths = tokenizer.ids_into(texts, vocab)
+            parts.append(TermCounts.count(ids, chunk_lengths, len(vocab), start))
+            lengths.append(chunk_lengths)
+            progress(stop, total, "bm25: tokenizing")
+        counts = TermCounts.concatenate(parts, len(vocab))
+        scores = TermScores.from_counts(counts, np.concatenate(lengths), params)
+        progress(total, total, "bm25: indexed")
+        return cls(scores, vocab, params, corpus.ids)
 
     def save(self, folder: Path, corpus_fingerprint: str) -> None:
         """Write the index to ``folder`` atomically: .npy arrays, the vocabulary, the metadata."""
@@ -253,4 +285,6 @@ class BM25Index:
             if also is not None:
                 extra += [block[i, list(also[start + i])].tolist() for i in range(len(block))]
             progress(start + len(block), n_queries, "bm25: searching")
+            if (start // step) % _RELEASE_EVERY == _RELEASE_EVERY - 1:
+                self.scores.release()  # the memory-mapped index: resident pages dropped
         return SearchResults(tuple(query_ids), positions, scores, self.corpus_ids), extra

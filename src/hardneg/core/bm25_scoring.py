@@ -11,6 +11,7 @@ Scores are float32 sums in query-term order, bit-identical to bm25s's (tested).
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import numpy.typing as npt
 
 DELTA = 0.5  # BM25L / BM25+ lower bound of the term-frequency part (Lv & Zhai, 2011)
 _FOLDS = 16  # top_k: columns folded into one group maximum
+_SCORE_SLICE = 1 << 22  # (term, document) scores computed at once when indexing
 
 Real = Any  # a float or a float64 array: the formulas below serve both
 Ints = npt.NDArray[np.int64]
@@ -101,6 +103,48 @@ _VARIANTS: dict[str, tuple[Callable[[float, float], float], Callable[..., Real],
 
 
 @dataclass(frozen=True)
+class TermCounts:
+    """Term frequency of every (term, document) pair that occurs, by term then document."""
+
+    terms: npt.NDArray[np.int32]  # (nnz,)
+    docs: npt.NDArray[np.int32]  # (nnz,)
+    tf: npt.NDArray[np.int32]  # (nnz,)
+    n_terms: int
+
+    @classmethod
+    def count(cls, term_ids: Ints, lengths: Ints, n_terms: int, first_doc: int = 0) -> TermCounts:
+        """From every token's term id (documents ``first_doc``, ``first_doc + 1``... one after
+        another, ``lengths[i]`` tokens each)."""
+        n_docs = len(lengths)
+        doc_of = np.repeat(np.arange(first_doc, first_doc + n_docs, dtype=np.int32), lengths)
+        order = _stable_order(term_ids, n_terms)  # by term, documents ascending within a term
+        terms, docs = term_ids[order].astype(np.int32), doc_of[order]
+        del order, doc_of
+        first = np.ones(len(terms), dtype=bool)  # first token of each (term, doc) run
+        first[1:] = (terms[1:] != terms[:-1]) | (docs[1:] != docs[:-1])
+        starts = np.flatnonzero(first)
+        tf = np.diff(np.append(starts, len(terms))).astype(np.int32)
+        return cls(terms[starts], docs[starts], tf, n_terms)
+
+    @classmethod
+    def concatenate(cls, parts: list[TermCounts], n_terms: int) -> TermCounts:
+        """The counts of consecutive document ranges (``parts`` in document order) as one.
+
+        ``parts`` is emptied as it is read, so each part's memory goes once it is merged.
+        """
+        terms = np.concatenate([p.terms for p in parts]) if parts else np.zeros(0, np.int32)
+        order = _stable_order(terms, n_terms)  # stable: documents stay ascending within a term
+        terms = terms[order]
+        columns = []
+        for name in ("docs", "tf"):
+            column = np.concatenate([getattr(p, name) for p in parts]) if parts else terms[:0]
+            columns.append(column[order])
+            del column
+        parts.clear()
+        return cls(terms, columns[0], columns[1], n_terms)
+
+
+@dataclass(frozen=True)
 class TermScores:
     """The eager score matrix in CSR form, one row per vocabulary term.
 
@@ -118,17 +162,14 @@ class TermScores:
     @classmethod
     def build(cls, term_ids: Ints, lengths: Ints, n_terms: int, params: BM25Params) -> TermScores:
         """From every token's term id (documents one after another) and each document's length."""
+        return cls.from_counts(TermCounts.count(term_ids, lengths, n_terms), lengths, params)
+
+    @classmethod
+    def from_counts(cls, counts: TermCounts, lengths: Ints, params: BM25Params) -> TermScores:
+        """From the (term, document) frequencies of every document (``lengths[d]`` tokens)."""
         idf_fn, tf_fn, nonoccurs = _VARIANTS[params.method]
-        n_docs = len(lengths)
-        doc_of = np.repeat(np.arange(n_docs, dtype=np.int32), lengths)  # (n_tokens,)
-        order = _stable_order(term_ids, n_terms)  # by term, documents ascending within a term
-        terms, docs = term_ids[order], doc_of[order]
-        first = np.ones(len(order), dtype=bool)  # first token of each (term, doc) run
-        first[1:] = (terms[1:] != terms[:-1]) | (docs[1:] != docs[:-1])
-        starts = np.flatnonzero(first)
-        tf = np.diff(np.append(starts, len(order))).astype(np.float64)
-        terms, docs = terms[starts], docs[starts]
-        df = np.bincount(terms, minlength=n_terms)
+        n_docs, n_terms = len(lengths), counts.n_terms
+        df = np.bincount(counts.terms, minlength=n_terms)
         indptr = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(df, out=indptr[1:])
         avg_length = float(lengths.mean()) if n_docs else 0.0
@@ -136,23 +177,61 @@ class TermScores:
         distinct, inverse = np.unique(df, return_inverse=True)
         idf_d = [idf_fn(float(v), float(n_docs)) for v in distinct.tolist()]
         idf = np.asarray(idf_d, dtype=np.float32)[inverse]  # (n_terms,)
-        tfc = tf_fn(tf, lengths[docs].astype(np.float64), avg_length, params.k1, params.b)
-        scores = idf[terms].astype(np.float64) * tfc  # (nnz,) float32 idf times float64 tf part
         nonoccurrence = None
         if nonoccurs:
             absent = tf_fn(0, avg_length, avg_length, params.k1, params.b)
             nonoccurrence = np.asarray([v * absent for v in idf_d], dtype=np.float32)[inverse]
-            scores -= nonoccurrence[terms]
-        return cls(scores.astype(np.float32), docs.astype(np.int32), indptr, nonoccurrence, n_docs)
+        scores = np.empty(len(counts.terms), dtype=np.float32)  # (nnz,)
+        # in slices: the float64 temporaries stay ~100 MiB whatever the corpus size
+        for start in range(0, len(scores), _SCORE_SLICE):
+            part = slice(start, start + _SCORE_SLICE)
+            terms, docs = counts.terms[part], counts.docs[part]
+            tf = counts.tf[part].astype(np.float64)
+            tfc = tf_fn(tf, lengths[docs].astype(np.float64), avg_length, params.k1, params.b)
+            value = idf[terms].astype(np.float64) * tfc  # float32 idf times float64 tf part
+            if nonoccurrence is not None:
+                value -= nonoccurrence[terms]
+            scores[part] = value
+        return cls(scores, counts.docs, indptr, nonoccurrence, n_docs)
 
     def block(self, queries: Sequence[Ints]) -> Floats:
         """(len(queries), num_docs) scores: each row the float32 sum of its terms' rows, in order.
 
         One sparse x dense product as a single ``np.add.at`` scatter, fed term ``0`` of every
-        query, then term ``1`` and so on, so each score is summed left to right (query order).
+        query, then term ``1`` and so on, so each score is summed left to right (query order);
+        a block of one query adds its terms' rows one by one, in the same order.
         """
         n_docs = self.num_docs
         out = np.zeros((len(queries), n_docs), dtype=np.float32)
+        if len(queries) == 1:  # a large corpus: one query per block
+            self._add_rows(out[0], queries[0])
+        else:
+            self._scatter(out, queries)
+        if self.nonoccurrence is not None:
+            sums = [self.nonoccurrence[query].sum() for query in queries]
+            out += np.asarray(sums, dtype=np.float32).reshape(-1, 1)
+        return out
+
+    def release(self) -> None:
+        """Unmap the resident pages of memory-mapped arrays (MADV_DONTNEED): they stay in the page
+        cache and fault back in when read, so a long search's resident set stays bounded instead
+        of growing to the whole index file. A no-op for in-memory arrays."""
+        for array in (self.data, self.docs):
+            mapped = getattr(array, "_mmap", None)  # numpy.memmap's mmap object
+            if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+                mapped.madvise(mmap.MADV_DONTNEED)
+
+    def _add_rows(self, out: Floats, query: Ints) -> None:
+        """One query: its terms' rows added into ``out`` one after another (query order); a
+        term's documents are distinct, so each ``add.at`` is a plain scatter. On a corpus too big
+        for several queries per block this is ~2.5x faster than ``_scatter``'s index arrays."""
+        for term in query.tolist():
+            start, stop = int(self.indptr[term]), int(self.indptr[term + 1])
+            np.add.at(out, self.docs[start:stop], self.data[start:stop])
+
+    def _scatter(self, out: Floats, queries: Sequence[Ints]) -> None:
+        """Several queries in one scatter-add (see ``block``)."""
+        n_docs = self.num_docs
         width = max((len(q) for q in queries), default=0)
         slots = np.full((width, len(queries)), -1, dtype=np.int64)  # slots[j, i]: term j of i
         for row, query in enumerate(queries):
@@ -165,13 +244,9 @@ class TermScores:
         cell = np.int32 if out.size < 1 << 31 else np.int64
         target = np.repeat((rows * n_docs).astype(cell), counts) + self.docs.take(entries)
         np.add.at(out.reshape(-1), target, self.data.take(entries))
-        if self.nonoccurrence is not None:
-            sums = [self.nonoccurrence[query].sum() for query in queries]
-            out += np.asarray(sums, dtype=np.float32).reshape(-1, 1)
-        return out
 
 
-def _stable_order(keys: Ints, n_keys: int) -> Ints:
+def _stable_order(keys: npt.NDArray[np.signedinteger[Any]], n_keys: int) -> Ints:
     """Stable argsort of small non-negative ints: LSD radix passes over 16-bit digits."""
     if n_keys <= 1 << 16:
         return np.argsort(keys.astype(np.uint16), kind="stable")

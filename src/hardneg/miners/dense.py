@@ -4,6 +4,11 @@ Corpus embeddings come from core's ``EmbeddingStore`` (encoded once per corpus a
 scores are the model's own (cosine for unit-normalised models). The positives' scores are
 computed directly from their embeddings, whether or not they are in the top-N (Zhan et al.,
 "Optimizing Dense Retrieval Model Training with Hard Negatives", SIGIR 2021, for STAR).
+
+Under ``torchrun`` (a ``torch.distributed`` process group) the same calls shard the work
+(``core.sharded``): each rank encodes its share of the corpus into the store, rank 0 assembles
+it; each rank encodes and searches its share of the queries; every rank ends with the same
+candidate lists, in query order, identical to a single process's.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import numpy.typing as npt
 
 from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndexConfig
+from hardneg.core.dense import DenseIndex, DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import DEFAULT_MODEL, encode_texts, load_encoder, uses_cosine
 from hardneg.core.progress import Progress, no_progress
+from hardneg.core.sharded import EncodeOptions, Shards, encode_corpus_sharded, shared_cache
 from hardneg.core.workspace import Workspace
 from hardneg.miners.candidates import (
     CandidateLists,
@@ -94,17 +100,22 @@ def search_candidates(
     batch_size: int = 64,
     progress: Progress = no_progress,
 ) -> CandidateLists:
-    corpus_vectors = workspace.embeddings.encode_corpus(
-        model,
-        split.corpus,
-        corpus_prompt,
-        batch_size=batch_size,
-        chunk_size=ENCODE_CHUNK,
-        progress=progress,
+    shards = Shards.current()
+    options = EncodeOptions(corpus_prompt, batch_size, ENCODE_CHUNK, progress)
+    corpus_vectors = encode_corpus_sharded(
+        workspace.embeddings, model, split.corpus, options, shards
     )  # (n_docs, dim), memory-mapped
     embedding = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
-    index = workspace.dense_index(corpus_vectors, split.corpus.ids, embedding.stem, config)
-    query_ids = list(split.queries)
+
+    def index_of() -> DenseIndex:
+        return workspace.dense_index(corpus_vectors, split.corpus.ids, embedding.stem, config)
+
+    # rank 0 builds (and saves, for IVF/HNSW) the index first; the others then load the same one
+    index = index_of() if shards.is_main else None
+    shards.barrier()
+    index = index or index_of()
+    start, stop = shards.bounds(len(split.queries))
+    query_ids = list(split.queries)[start:stop]  # this rank's share (all of them in one process)
     progress(0, len(query_ids), "dense: encoding queries")
     query_vectors = encode_texts(
         model,
@@ -117,12 +128,13 @@ def search_candidates(
     progress(len(query_ids), len(query_ids), "dense: encoding queries")
     results = index.search(query_vectors, query_ids, depth, progress=progress)
     positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
+    scores = positive_scores(query_vectors, corpus_vectors, split, positive_ids)
     return CandidateLists(
-        query_ids=tuple(query_ids),
-        positions=results.positions.astype(np.int32),
-        scores=results.scores.astype(np.float32),
-        positive_ids=positive_ids,
-        positive_scores=positive_scores(query_vectors, corpus_vectors, split, positive_ids),
+        query_ids=tuple(q for share in shards.gather_objects(query_ids) for q in share),
+        positions=shards.gather_rows(results.positions.astype(np.int32)),
+        scores=shards.gather_rows(results.scores.astype(np.float32)),
+        positive_ids=tuple(p for share in shards.gather_objects(positive_ids) for p in share),
+        positive_scores=tuple(s for share in shards.gather_objects(scores) for s in share),
     )
 
 
@@ -157,7 +169,7 @@ def dense_candidates(
             progress,
         )
 
-    return cached_candidates(cache, key, compute)
+    return cached_candidates(shared_cache(cache, Shards.current()), key, compute)
 
 
 def load_job_encoder(job: MiningJob) -> SentenceTransformer:

@@ -37,7 +37,11 @@ Rows = npt.NDArray[np.int64]
 
 
 class CorpusTexts(dict[int, str]):
-    """``full_text`` of corpus rows, each built once and only when asked for."""
+    """``full_text`` of corpus rows, each built once and only when asked for.
+
+    ``texts[row]`` keeps the text (the output rows' texts, shared between queries); ``peek``
+    does not, so reading every candidate once (dedupe keys) holds no second copy of the corpus.
+    """
 
     def __init__(self, corpus: Corpus) -> None:
         super().__init__()
@@ -46,6 +50,11 @@ class CorpusTexts(dict[int, str]):
     def __missing__(self, row: int) -> str:
         text = self[row] = self.corpus.document(row).full_text
         return text
+
+    def peek(self, row: int) -> str:
+        """The row's text, kept only if it already was."""
+        text = self.get(row)
+        return self.corpus.document(row).full_text if text is None else text
 
 
 def text_classes(
@@ -59,7 +68,7 @@ def text_classes(
     is a query's.
     """
     row_list = rows.tolist()
-    keys = [squeezed_prefix(texts[row]) for row in row_list]
+    keys = [squeezed_prefix(texts.peek(row)) for row in row_list]
     owner: dict[bytes, int] = {}  # key -> the first row with it
     firsts = list(map(owner.setdefault, keys, row_list))
     normalised = [normalize_text(query) for query in queries]
@@ -73,7 +82,7 @@ def text_classes(
     by_text: dict[tuple[bytes, str], int] = {}
     for row, key in zip(row_list, keys, strict=True):
         if key in shared:
-            text = (key, normalize_text(texts[row]))
+            text = (key, normalize_text(texts.peek(row)))
             of_row[row] = by_text.setdefault(text, len(of_key) + len(by_text))
     query_classes = [by_text.get(k, -1) for k in zip(asked_keys, normalised, strict=True)]
     return of_row, query_classes
@@ -88,10 +97,18 @@ def _padded(rows: Sequence[Sequence[int]], fill: int) -> Rows:
 
 
 def _member(values: Rows, sets: Rows) -> Mask:
-    """values[i, j] in sets[i, :] for every i, j: (n, depth) vs (n, width) -> (n, depth)."""
-    if sets.shape[1] == 0:
+    """values[i, j] in sets[i, :] for every i, j: (n, depth) vs (n, width) -> (n, depth).
+
+    As one ``np.isin`` of (row, value) keys: memory grows with n x (depth + width), never with
+    n x depth x width (a query with thousands of judged documents would multiply it).
+    """
+    if sets.shape[1] == 0 or values.size == 0:
         return np.zeros(values.shape, dtype=bool)
-    return (values[:, :, None] == sets[:, None, :]).any(axis=2)
+    low = min(int(values.min()), int(sets.min()))
+    span = max(int(values.max()), int(sets.max())) - low + 1
+    rows = np.arange(len(values), dtype=np.int64)[:, None] * span
+    found = np.isin((values - low) + rows, (sets - low) + rows)
+    return np.asarray(found, dtype=bool).reshape(values.shape)
 
 
 def _classes_at(rows: Rows, of_row: Mapping[int, int], n_docs: int) -> Rows:

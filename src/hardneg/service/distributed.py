@@ -1,0 +1,106 @@
+"""``torchrun`` entry point: corpus encoding and dense mining sharded over the process group.
+
+    torchrun --nproc_per_node 2 -m hardneg.service.distributed encode --data DIR
+    torchrun --nproc_per_node 2 -m hardneg.service.distributed mine --data DIR \\
+        --split train --output OUT [--index flat|ivf|hnsw] [--num-negatives 3]
+
+Every process runs the same command (gloo on CPUs, NCCL on GPUs, one GPU per rank); the work is
+split by ``core.sharded`` through ``miners.dense``. ``encode`` leaves the corpus matrix in the
+embedding store (under ``HARDNEG_HOME``); ``mine`` writes the same output folder as
+``hardneg mine --method dense``, from rank 0. Settings (home, model, device) are the service's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from hardneg.core.dense import DenseIndexConfig
+from hardneg.core.progress import Progress
+from hardneg.core.sharded import EncodeOptions, Shards, encode_corpus_sharded
+from hardneg.core.workspace import Workspace
+from hardneg.miners.dense import ENCODE_CHUNK, mine_dense
+from hardneg.miners.disk_cache import DiskCache
+from hardneg.miners.filters import FilterConfig
+from hardneg.service.pipelines.data import load_dataset_split
+from hardneg.service.pipelines.mine import MineRequest, check_output, make_job, write_run
+from hardneg.service.settings import Settings
+from hardneg.trainers.distributed import init_distributed, shutdown
+
+logger = logging.getLogger(__name__)
+
+
+def _log_progress(done: int, total: int, stage: str) -> None:
+    logger.debug("%s: %d/%d", stage, done, total)
+
+
+def encode(args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
+    from hardneg.core.encoders import load_encoder
+
+    workspace = Workspace(settings.home)
+    split = load_dataset_split(args.data, args.split, workspace, settings.beir_base_url)
+    model = load_encoder(args.model or settings.model, settings.device, args.max_length)
+    options = EncodeOptions(args.corpus_prompt, args.batch_size, ENCODE_CHUNK, progress)
+    vectors = encode_corpus_sharded(workspace.embeddings, model, split.corpus, options)
+    if Shards.current().is_main:
+        logger.info("corpus embeddings: %s rows x %s", *vectors.shape)
+
+
+def mine(args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
+    shards = Shards.current()
+    if shards.is_main:
+        check_output(args.output)
+    request = MineRequest(
+        data=args.data,
+        split=args.split,
+        method="dense",
+        model=args.model,
+        filters=FilterConfig(num_negatives=args.num_negatives),
+        index=DenseIndexConfig(kind=args.index),
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        corpus_prompt=args.corpus_prompt,
+        query_prompt=args.query_prompt,
+        use_cache=not args.no_cache,
+    )
+    workspace = Workspace(settings.home)
+    cache = DiskCache(workspace.root / "cache") if request.use_cache else None
+    job = make_job(request, settings, workspace, cache)
+    run = mine_dense(job, progress)
+    if shards.is_main:
+        write_run(args.output, request, job, run, progress)
+        logger.info(
+            "mined %d queries over %d ranks into %s", len(run.rows), shards.world_size, args.output
+        )
+    shards.barrier()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Sharded encoding and dense mining (torchrun).")
+    parser.add_argument("command", choices=["encode", "mine"])
+    parser.add_argument("--data", required=True, help="BEIR folder or dataset name")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--model", default=None, help="bi-encoder (default: the settings')")
+    parser.add_argument("--output", type=Path, default=None, help="mine: output folder")
+    parser.add_argument("--index", choices=["flat", "ivf", "hnsw"], default="flat")
+    parser.add_argument("--num-negatives", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--query-prompt", default="")
+    parser.add_argument("--corpus-prompt", default="")
+    parser.add_argument("--no-cache", action="store_true", help="mine: skip the candidate cache")
+    args = parser.parse_args(argv)
+    if args.command == "mine" and args.output is None:
+        parser.error("mine needs --output")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    settings = Settings()
+    ctx = init_distributed(settings.device)
+    try:
+        (encode if args.command == "encode" else mine)(args, settings, _log_progress)
+    finally:
+        shutdown(ctx)
+
+
+if __name__ == "__main__":
+    main()
