@@ -204,15 +204,17 @@ def run_bm25_only(data: Path, output: Path, repeats: int) -> dict[str, object]:
     return result
 
 
-def run_probe_only(data: Path, output: Path) -> dict[str, object]:
+def run_probe_only(data: Path, output: Path, home: Path | None) -> dict[str, object]:
     """Rerun the probe section only (training its cross-encoder); other sections are kept, less
-    the judged-negative fraction earlier runs reported (0 by construction, so removed)."""
+    the judged-negative fraction earlier runs reported (0 by construction, so removed).
+    ``home``: a data directory whose cached corpus embeddings may be reused (read, not timed)."""
     split = load_split(data, "train")
     with tempfile.TemporaryDirectory(prefix="hardneg-bench-probe-") as temp:
         work = Path(temp)
-        ordered = sorted(split.queries)
-        train_cross_encoder(subset(split, ordered[:60]), work / "cross-encoder")
-        probe = bench_probe(split, work / "home", work, work / "cross-encoder")
+        # the cross-encoder learns from queries with one positive: never a probed query's
+        single = [q for q in sorted(split.queries) if len(positive_ids_of(split, q)) < 2]
+        train_cross_encoder(subset(split, single[:60]), work / "cross-encoder")
+        probe = bench_probe(split, home or work / "home", work, work / "cross-encoder")
     result: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
     result.pop("false_negative_fraction", None)
     for section in ("bm25", "dense", "cross_encoder"):
@@ -257,6 +259,9 @@ def main() -> None:
     parser.add_argument("--ce-queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="alternating BM25 runs per side")
     parser.add_argument(
+        "--home", type=Path, help="--only probe: reuse this data directory's corpus embeddings"
+    )
+    parser.add_argument(
         "--only",
         choices=["bm25", "probe"],
         help="rerun one section, merged into --output's other ones",
@@ -266,7 +271,7 @@ def main() -> None:
     if args.only == "bm25":
         result = run_bm25_only(args.data, args.output, args.repeats)
     elif args.only == "probe":
-        result = run_probe_only(args.data, args.output)
+        result = run_probe_only(args.data, args.output, args.home)
     else:
         result = run(args.data, args.ce_queries, args.repeats)
     write_text_atomic(args.output, json.dumps(result, indent=2, default=str))

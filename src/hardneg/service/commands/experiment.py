@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -38,8 +39,8 @@ def comparison_table(report: dict[str, object]) -> Table:
     """Mean ± std over seeds on the test split; fits an 80-column terminal."""
     table = Table(
         title=f"which negatives help on {Path(str(report['dataset'])).name}? (test)",
+        box=box.SIMPLE_HEAD,
         padding=(0, 1),
-        collapse_padding=True,
     )
     for i, name in enumerate(TABLE_HEADER):
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)

@@ -202,25 +202,26 @@ def build_report(
 
 
 def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _pm(summary: Mapping[str, Any] | None) -> str:
-    return "-" if not summary else f"{summary['mean']:.4f}±{summary['std']:.4f}"
+    return "-" if not summary else f"{summary['mean']:.3f}±{summary['std']:.3f}"
 
 
 def _delta(comparison: Mapping[str, Any] | None) -> str:
+    """The mean difference and the half-width of its (symmetric) 95% t-interval."""
     if not comparison:
         return "-"
     low, high = comparison["ci95"]
-    return f"{comparison['delta']:+.4f}±{(high - low) / 2:.4f}"
+    return f"{comparison['delta']:+.3f}±{(high - low) / 2:.3f}"
 
 
 def _p(comparison: Mapping[str, Any] | None) -> str:
     return "-" if not comparison else f"{comparison['p_holm']:.3f}"
 
 
-TABLE_HEADER = ["arm", "nDCG@10", "Δ vs none ±CI95", "p Holm", "R@100", "+ADORE nDCG"]
+TABLE_HEADER = ["arm", "nDCG@10", "Δ none ±CI95", "p Holm", "R@100", "+ADORE"]
 
 
 def comparison_rows(report: Mapping[str, Any]) -> list[list[str]]:
@@ -237,7 +238,7 @@ def comparison_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 _pm(entry["ndcg@10"]),
                 _delta(entry["vs_control"]),
                 _p(entry["vs_control"]),
-                f"{entry['recall@100']['mean']:.4f}",
+                f"{entry['recall@100']['mean']:.3f}",
                 _pm(entry["adore"]["ndcg@10"]),
             ]
         )
@@ -300,8 +301,8 @@ queries. Every arm trained on the same {budget["train_queries"]} queries in the 
 seeds each. Scores are on the test split, mean ± std over seeds.
 
 - **nDCG@10** (the comparison): {stages["comparison"]}, {steps["comparison"]} steps.
-- **+ADORE nDCG**: {stages["second"]}, {steps["adore"]} more steps.
-- **Δ vs none ±CI95**: mean per-query difference from the control arm with its 95% interval;
+- **+ADORE** (nDCG@10): {stages["second"]}, {steps["adore"]} more steps.
+- **Δ none ±CI95**: mean per-query difference from the control arm with its 95% interval;
   **p Holm**: {report["significance"]["test"]}, Holm-corrected.
 
 {header}
