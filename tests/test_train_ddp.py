@@ -122,6 +122,8 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
     # Adam turns their float noise into full-size steps: they are compared separately
     noise_only = [name for name in a if name.endswith("attention.self.key.bias")]
     diffs = {name: (a[name] - b[name]).abs().max().item() for name in a if name not in noise_only}
-    assert max(diffs.values()) < 1e-5, sorted(diffs.items(), key=lambda x: -x[1])[:5]
+    # two Adam steps of lr 1e-4 move a weight by up to ~2e-4; float reduction order (2 gloo
+    # ranks of 1 thread vs one process of 2) leaves ~1e-5 on the odd weight (1.09e-5 seen once)
+    assert max(diffs.values()) < 3e-5, sorted(diffs.items(), key=lambda x: -x[1])[:5]
     info = json.loads((two.train.output_dir / "hardneg_training.json").read_text())
     assert info["steps"] == 2
