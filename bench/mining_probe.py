@@ -23,10 +23,10 @@ from hardneg.core.workspace import Workspace
 from hardneg.miners.bm25 import mine_bm25
 from hardneg.miners.cross_encoder import mine_cross_encoder
 from hardneg.miners.dense import mine_dense
-from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
-from hardneg.miners.job import MinedRun, MinerFn, MiningJob
-from hardneg.miners.probe import count_returned, hide_positives
+from hardneg.miners.job import MiningJob
+from hardneg.miners.probe import hide_positives
+from hardneg.service.pipelines.mine import false_negative_probe
 
 NEGATIVES = 5
 SETTINGS: dict[str, FilterConfig] = {
@@ -37,31 +37,19 @@ SETTINGS: dict[str, FilterConfig] = {
 SEED = 0
 
 
-def probe_split(split: BeirSplit) -> tuple[BeirSplit, dict[str, str]]:
-    hidden = hide_positives(split.qrels, SEED, split.queries)
-    queries = {q: split.queries[q] for q in hidden.qrels}
-    return BeirSplit(split.name, split.corpus, queries, hidden.qrels), hidden.hidden
-
-
-def _rate(miner: MinerFn, job: MiningJob, hidden: dict[str, str]) -> dict[str, object]:
-    run: MinedRun = miner(job)
-    return count_returned(run.rows, hidden).to_json()
-
-
 def bench_probe(
     split: BeirSplit, home: Path, work: Path, cross_encoder: Path | None
 ) -> dict[str, object]:
     """Probe rates per method and setting; ``home`` holds the dense run's corpus embeddings."""
-    probed, hidden = probe_split(split)
-    job = MiningJob(probed, Workspace(home), cache=DiskCache(work / "probe-cache"), batch_size=64)
+    job = MiningJob(split, Workspace(home), batch_size=64)
     result: dict[str, object] = {
-        "queries_probed": len(hidden),
+        "queries_probed": len(hide_positives(split.qrels, SEED, split.queries).hidden),
         "seed": SEED,
         "negatives_per_query": NEGATIVES,
     }
     for method, miner in (("bm25", mine_bm25), ("dense", mine_dense)):
         result[method] = {
-            name: _rate(miner, replace(job, filters=filters), hidden)
+            name: false_negative_probe(miner, replace(job, filters=filters), SEED)
             for name, filters in SETTINGS.items()
         }
     if cross_encoder is not None:
@@ -73,7 +61,11 @@ def bench_probe(
             pool_depth=10,
         )
         result["cross-encoder"] = {
-            "denoise": _rate(mine_cross_encoder, replace(ce_job, denoise_margin=0.0), hidden),
-            "no_denoise": _rate(mine_cross_encoder, replace(ce_job, denoise_margin=None), hidden),
+            "denoise": false_negative_probe(
+                mine_cross_encoder, replace(ce_job, denoise_margin=0.0), SEED
+            ),
+            "no_denoise": false_negative_probe(
+                mine_cross_encoder, replace(ce_job, denoise_margin=None), SEED
+            ),
         }
     return result
