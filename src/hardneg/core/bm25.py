@@ -18,7 +18,7 @@ import itertools
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ import Stemmer
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import Corpus
-from hardneg.core.bm25_scoring import BM25Params, Ints, TermCounts, TermScores, top_k
+from hardneg.core.bm25_scoring import Ints, TermCounts, TermScores, top_k
+from hardneg.core.index_params import BM25Params
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.results import SearchResults
 
@@ -186,7 +187,7 @@ class BM25Index:
             (temp / _VOCAB_FILE).write_text(json.dumps(terms, ensure_ascii=False))
             meta = {
                 "format": FORMAT_VERSION,
-                "params": asdict(self.params),
+                "params": self.params.model_dump(),
                 "corpus_fingerprint": corpus_fingerprint,
                 "num_docs": self.scores.num_docs,
             }

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hardneg.core.index_params import BM25Params
+
 DELTA = 0.5  # BM25L / BM25+ lower bound of the term-frequency part (Lv & Zhai, 2011)
 _FOLDS = 16  # top_k: columns folded into one group maximum
 _SCORE_SLICE = 1 << 22  # (term, document) scores computed at once when indexing
@@ -27,23 +29,6 @@ Real = Any  # a float or a float64 array: the formulas below serve both
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float32]
 _SMALLEST = np.nextafter(np.float32(0), np.float32(1))  # the least positive float32
-
-
-@dataclass(frozen=True)
-class BM25Params:
-    """Defaults are bm25s's (Lucene scoring, k1=1.5, b=0.75, Snowball stemming, stopwords)."""
-
-    k1: float = 1.5
-    b: float = 0.75
-    method: str = "lucene"
-    stemmer: str | None = "english"
-    stopwords: str | None = "en"
-
-    def __post_init__(self) -> None:
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
-        if self.method not in _VARIANTS:
-            raise ValueError(f"unknown BM25 method {self.method!r}")
 
 
 # The formulas. A (term, document) score is idf(df, N) (in double precision, kept as float32)

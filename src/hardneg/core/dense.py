@@ -10,43 +10,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
 from hardneg.core.atomic import atomic_path
+from hardneg.core.index_params import DenseIndexConfig
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.results import SearchResults
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "ivf", "hnsw"]
 _INDEX_FILE = "index.faiss"
 _META_FILE = "index.json"
-
-
-@dataclass(frozen=True)
-class DenseIndexConfig:
-    kind: IndexKind = "flat"
-    nlist: int = 1024  # IVF cells (capped at rows // 39 so every cell gets training points)
-    nprobe: int = 32  # IVF cells visited per query
-    hnsw_m: int = 32  # HNSW neighbours per node
-    ef_search: int = 256  # HNSW search breadth
-    use_gpu: bool | None = None  # None: use GPUs when FAISS sees any
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("flat", "ivf", "hnsw"):
-            raise ValueError(f"unknown index kind {self.kind!r}")
-        if min(self.nlist, self.nprobe, self.hnsw_m, self.ef_search) <= 0:
-            raise ValueError("nlist, nprobe, hnsw_m and ef_search must be positive")
-
-    def structure(self) -> dict[str, object]:
-        """The build-time knobs; search-time ones (nprobe, efSearch, GPU use) may vary freely."""
-        return {"kind": self.kind, "nlist": self.nlist, "hnsw_m": self.hnsw_m}
 
 
 def gpu_count() -> int:
@@ -115,7 +94,11 @@ class DenseIndex:
         with atomic_path(folder) as temp:
             temp.mkdir()
             faiss.write_index(self._cpu_index, str(temp / _INDEX_FILE))
-            meta = {"config": asdict(self.config), "key": key, "ntotal": self._cpu_index.ntotal}
+            meta = {
+                "config": self.config.model_dump(),
+                "key": key,
+                "ntotal": self._cpu_index.ntotal,
+            }
             (temp / _META_FILE).write_text(json.dumps(meta, indent=2))
 
     @classmethod

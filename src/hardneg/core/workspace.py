@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ class Workspace:
         return EmbeddingStore(self.root / "embeddings")
 
     def bm25_dir(self, corpus_fingerprint: str, params: BM25Params) -> Path:
-        params_id = cache_key("bm25", asdict(params)).split(":")[1][:12]
+        params_id = cache_key("bm25", params.model_dump()).split(":")[1][:12]
         return self.root / "indexes" / "bm25" / f"{corpus_fingerprint}-{params_id}"
 
     def faiss_dir(self, embedding_stem: str, config: DenseIndexConfig) -> Path:

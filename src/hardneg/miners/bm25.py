@@ -8,7 +8,6 @@ positive, as in Moreira et al., "NV-Retriever", 2024).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 import bm25s
 import numpy as np
@@ -42,7 +41,7 @@ def bm25_key(split: BeirSplit, params: BM25Params, depth: int) -> str:
         {
             "corpus": split.corpus.fingerprint,
             "queries": queries_fingerprint(split),
-            "params": asdict(params),
+            "params": params.model_dump(),
             "bm25s": bm25s.__version__,  # its tokenizer
             "index": BM25_FORMAT,  # 2: our numpy index (top-k ties now go to the lower row)
             "depth": depth,
@@ -97,15 +96,15 @@ def mine_bm25(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     lists, hit = bm25_candidates(
         job.split,
         job.workspace,
-        retrieval_depth(job.split, job.filters),
-        job.bm25,
+        retrieval_depth(job.split, job.spec.filters),
+        job.spec.bm25,
         job.cache,
         progress,
     )
     provenance = {
         "scorer": "bm25",
-        "bm25": asdict(job.bm25),
+        "bm25": job.spec.bm25.model_dump(),
         "candidate_depth": lists.depth,
         "cache_hit": hit,
     }
-    return select_from_candidates(job.split, lists, job.filters, METHOD, provenance, progress)
+    return select_from_candidates(job.split, lists, job.spec.filters, METHOD, provenance, progress)

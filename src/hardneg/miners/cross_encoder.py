@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,7 +70,7 @@ def denoised(filters: FilterConfig, denoise_margin: float | None) -> FilterConfi
         return filters
     current = filters.absolute_margin
     margin = denoise_margin if current is None else max(current, denoise_margin)
-    return replace(filters, absolute_margin=margin)
+    return filters.model_copy(update={"absolute_margin": margin})
 
 
 def union_pools(
@@ -163,11 +163,11 @@ def cross_encoder_candidates(
     progress: Progress = no_progress,
 ) -> tuple[CandidateLists, bool]:
     """Cached cross-encoder-scored pools; a hit runs neither retriever nor the cross-encoder."""
-    first_depth = bucket_depth(job.pool_depth + max_judged(split))
-    embedding = EmbeddingKey.for_model(split.corpus, encoder, job.corpus_prompt)
+    first_depth = bucket_depth(job.spec.pool_depth + max_judged(split))
+    embedding = EmbeddingKey.for_model(split.corpus, encoder, job.spec.corpus_prompt)
     upstream = {
-        "bm25": bm25_key(split, job.bm25, first_depth),
-        "dense": dense_key(split, embedding, job.index, first_depth, job.query_prompt),
+        "bm25": bm25_key(split, job.spec.bm25, first_depth),
+        "dense": dense_key(split, embedding, job.spec.index, first_depth, job.spec.query_prompt),
     }
     key = candidates_key(
         METHOD,
@@ -176,26 +176,26 @@ def cross_encoder_candidates(
             "cross_encoder": model_fingerprint(model),
             "max_length": int(getattr(model, "max_seq_length", 0) or 0),
             "activation": type(model.activation_fn).__name__,
-            "pool_depth": job.pool_depth,
+            "pool_depth": job.spec.pool_depth,
         },
     )
 
     def compute() -> CandidateLists:
-        lexical, _ = bm25_candidates(split, workspace, first_depth, job.bm25, cache, progress)
+        lexical, _ = bm25_candidates(split, workspace, first_depth, job.spec.bm25, cache, progress)
         semantic, _ = dense_candidates(
             split,
             encoder,
             workspace,
             first_depth,
-            job.index,
-            job.query_prompt,
-            job.corpus_prompt,
-            job.batch_size,
+            job.spec.index,
+            job.spec.query_prompt,
+            job.spec.corpus_prompt,
+            job.spec.batch_size,
             cache,
             progress,
         )
-        pools = union_pools(split, lexical, semantic, job.pool_depth)
-        return rescore(split, model, pools, lexical, job.batch_size, progress)
+        pools = union_pools(split, lexical, semantic, job.spec.pool_depth)
+        return rescore(split, model, pools, lexical, job.spec.batch_size, progress)
 
     return cached_candidates(cache, key, compute)
 
@@ -216,23 +216,25 @@ def negative_sources(run: MinedRun, split: BeirSplit, lists: CandidateLists) -> 
 
 
 def mine_cross_encoder(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
-    if not job.cross_encoder:
+    if not job.spec.cross_encoder:
         raise ValueError("the cross-encoder method needs a cross-encoder model id or path")
     encoder = load_job_encoder(job)
-    model = load_cross_encoder(job.cross_encoder, job.device, job.cross_encoder_max_length)
+    model = load_cross_encoder(
+        job.spec.cross_encoder, job.device, job.spec.cross_encoder_max_length
+    )
     lists, hit = cross_encoder_candidates(
         job.split, model, encoder, job.workspace, job, job.cache, progress
     )
-    filters = denoised(job.filters, job.denoise_margin)
+    filters = denoised(job.spec.filters, job.spec.denoise_margin)
     provenance: dict[str, object] = {
         "scorer": "cross-encoder",
-        "cross_encoder": job.cross_encoder,
+        "cross_encoder": job.spec.cross_encoder,
         "cross_encoder_fingerprint": model_fingerprint(model),
-        "model": job.model or DEFAULT_MODEL,
-        "pool_depth": job.pool_depth,
-        "denoise_margin": job.denoise_margin,
-        "effective_filters": asdict(filters),
-        "bm25": asdict(job.bm25),
+        "model": job.spec.model or DEFAULT_MODEL,
+        "pool_depth": job.spec.pool_depth,
+        "denoise_margin": job.spec.denoise_margin,
+        "effective_filters": filters.model_dump(),
+        "bm25": job.spec.bm25.model_dump(),
         "cache_hit": hit,
     }
     run = select_from_candidates(job.split, lists, filters, METHOD, provenance, progress)

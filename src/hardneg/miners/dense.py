@@ -59,7 +59,7 @@ def dense_key(
     depth: int,
     query_prompt: str,
 ) -> str:
-    index = asdict(config)
+    index = config.model_dump()
     index.pop("use_gpu")  # where the search runs does not change its results
     return candidates_key(
         METHOD,
@@ -173,7 +173,7 @@ def dense_candidates(
 
 
 def load_job_encoder(job: MiningJob) -> SentenceTransformer:
-    return load_encoder(job.model, job.device, job.max_length)
+    return load_encoder(job.spec.model, job.device, job.spec.max_length)
 
 
 def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
@@ -182,24 +182,24 @@ def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
         job.split,
         model,
         job.workspace,
-        retrieval_depth(job.split, job.filters),
-        job.index,
-        job.query_prompt,
-        job.corpus_prompt,
-        job.batch_size,
+        retrieval_depth(job.split, job.spec.filters),
+        job.spec.index,
+        job.spec.query_prompt,
+        job.spec.corpus_prompt,
+        job.spec.batch_size,
         job.cache,
         progress,
     )
-    embedding = EmbeddingKey.for_model(job.split.corpus, model, job.corpus_prompt)
+    embedding = EmbeddingKey.for_model(job.split.corpus, model, job.spec.corpus_prompt)
     provenance = {
         "scorer": "cosine" if uses_cosine(model) else "dot",
-        "model": job.model or DEFAULT_MODEL,
+        "model": job.spec.model or DEFAULT_MODEL,
         "model_fingerprint": embedding.model_fingerprint,
         "max_length": int(model.max_seq_length or 0),
-        "index": asdict(job.index),
-        "query_prompt": job.query_prompt,
-        "corpus_prompt": job.corpus_prompt,
+        "index": job.spec.index.model_dump(),
+        "query_prompt": job.spec.query_prompt,
+        "corpus_prompt": job.spec.corpus_prompt,
         "candidate_depth": lists.depth,
         "cache_hit": hit,
     }
-    return select_from_candidates(job.split, lists, job.filters, METHOD, provenance, progress)
+    return select_from_candidates(job.split, lists, job.spec.filters, METHOD, provenance, progress)

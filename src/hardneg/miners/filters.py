@@ -33,6 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+from pydantic import Field, model_validator
+
+from hardneg.core.spec import Section
+
 Sampling = Literal["top", "random"]
 
 # Removal reasons, in the order the filters run.
@@ -50,35 +54,35 @@ REMOVAL_REASONS = (
 )
 
 
-@dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(Section):
     """Which candidates may become negatives, and how many to keep per query."""
 
-    num_negatives: int = 3
-    range_min: int = 0
-    range_max: int | None = None  # None: derived like sentence-transformers, see resolve_range_max
-    max_score: float | None = None
-    min_score: float | None = None
-    absolute_margin: float | None = None
-    relative_margin: float | None = None
-    sampling: Sampling = "top"
-    seed: int = 0
-    min_negatives: int = 1  # queries left with fewer are skipped (and reported)
-    dedupe: bool = True
+    num_negatives: int = Field(3, ge=1, le=200, description="negatives per query")
+    range_min: int = Field(0, ge=0, le=10_000, description="skip this many best candidates")
+    range_max: int | None = Field(
+        None, ge=1, le=10_000, description="consider this many candidates (null: derived)"
+    )
+    max_score: float | None = Field(None, description="drop candidates above")
+    min_score: float | None = Field(None, description="drop candidates below")
+    absolute_margin: float | None = Field(
+        None, description="drop if score + margin > lowest positive score"
+    )
+    relative_margin: float | None = Field(
+        None, description="drop if score > p - |p| * margin (p: lowest positive score)"
+    )
+    sampling: Sampling = Field("top", description="top or random")
+    seed: int = Field(0, ge=0, description="seed for random sampling")
+    min_negatives: int = Field(1, ge=1, description="skip queries left with fewer negatives")
+    dedupe: bool = Field(True, description="keep one copy of repeated texts")
 
-    def __post_init__(self) -> None:
-        if self.num_negatives < 1:
-            raise ValueError(f"num_negatives must be at least 1, got {self.num_negatives}")
-        if self.range_min < 0:
-            raise ValueError(f"range_min must be non-negative, got {self.range_min}")
+    @model_validator(mode="after")
+    def _consistent(self) -> FilterConfig:
         if self.range_max is not None and self.range_max - self.range_min < self.num_negatives:
             raise ValueError(
                 f"range_max={self.range_max} leaves fewer than num_negatives="
                 f"{self.num_negatives} candidates after range_min={self.range_min}"
             )
-        if self.sampling not in ("top", "random"):
-            raise ValueError(f"sampling must be 'top' or 'random', got {self.sampling!r}")
-        if not 1 <= self.min_negatives <= self.num_negatives:
+        if self.min_negatives > self.num_negatives:
             raise ValueError(
                 f"min_negatives must be in [1, num_negatives], got {self.min_negatives}"
             )
@@ -88,6 +92,7 @@ class FilterConfig:
             and self.min_score > self.max_score
         ):
             raise ValueError(f"min_score {self.min_score} is above max_score {self.max_score}")
+        return self
 
     @property
     def filters_by_score(self) -> bool:

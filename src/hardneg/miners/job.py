@@ -1,47 +1,34 @@
 """What every mining method takes (``MiningJob``) and returns (``MinedRun``).
 
-The service's mine pipeline keeps a dict ``method name -> MinerFn`` and calls the chosen one;
-each method lives in its own module under ``hardneg.miners``.
+Each method lives in its own module under ``hardneg.miners``; :data:`MINERS` names them, one per
+:data:`hardneg.miners.spec.Method`, and :func:`miner_for` imports the chosen one.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from hardneg.core.beir import BeirSplit
-from hardneg.core.bm25 import BM25Params
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.negatives import MinedQuery
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.miners.filters import FilterConfig
+from hardneg.miners.spec import Method, MineSpec
 
 
 @dataclass(frozen=True)
 class MiningJob:
-    """One mining run: the data, the filters and each method's knobs."""
+    """One mining run: what was asked (the spec, as given) and what it runs on."""
 
+    spec: MineSpec
     split: BeirSplit
     workspace: Workspace
-    filters: FilterConfig = field(default_factory=FilterConfig)
     cache: Cache | None = None
-    model: str | None = None  # bi-encoder id or path (dense; the cross-encoder's dense pool)
-    cross_encoder: str | None = None  # cross-encoder id or path (cross-encoder method)
-    cross_encoder_max_length: int | None = None  # None: the cross-encoder's own
     device: str | None = None
-    batch_size: int = 64
-    max_length: int | None = None  # bi-encoder max sequence length (None: the model's)
-    bm25: BM25Params = field(default_factory=BM25Params)
-    index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
-    query_prompt: str = ""
-    corpus_prompt: str = ""
-    pool_depth: int = 30  # cross-encoder: top-N from each of BM25 and dense, then the union
-    denoise_margin: float | None = 0.0  # cross-encoder: see miners.cross_encoder
-    options: Mapping[str, object] = field(default_factory=dict)  # method-specific extras
 
 
 @dataclass(frozen=True)
@@ -89,3 +76,18 @@ def merge_counts(counts: list[Mapping[str, int]]) -> dict[str, int]:
     for count in counts:
         total.update(count)
     return dict(total)
+
+
+# method -> "module:function" of its miner (imported when chosen: they load torch or faiss)
+MINERS: dict[Method, str] = {
+    "bm25": "hardneg.miners.bm25:mine_bm25",
+    "dense": "hardneg.miners.dense:mine_dense",
+    "cross-encoder": "hardneg.miners.cross_encoder:mine_cross_encoder",
+    "llm": "hardneg.miners.llm.mine:mine_llm",
+}
+
+
+def miner_for(method: Method) -> MinerFn:
+    module, _, name = MINERS[method].partition(":")
+    miner: MinerFn = getattr(importlib.import_module(module), name)
+    return miner

@@ -23,7 +23,6 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,14 +30,11 @@ import pyarrow.parquet as pq
 from hardneg.core.atomic import atomic_path
 from hardneg.core.negatives import MinedQuery, write_mined
 from hardneg.core.progress import Progress, no_progress
+from hardneg.miners.spec import FORMATS, LAYOUTS, MINED_FILE, Format, Layout
 
 logger = logging.getLogger(__name__)
 
-Layout = Literal["triplet", "n-tuple", "labeled-list"]
-Format = Literal["jsonl", "parquet"]
-LAYOUTS: tuple[Layout, ...] = ("triplet", "n-tuple", "labeled-list")
-FORMATS: tuple[Format, ...] = ("jsonl", "parquet")
-MINED_FILE = "mined.jsonl"
+
 _FILE_STEM = {"triplet": "triplet", "n-tuple": "ntuple", "labeled-list": "labeled_list"}
 
 Row = dict[str, object]

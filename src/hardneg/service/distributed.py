@@ -15,16 +15,18 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import get_args
 
-from hardneg.core.dense import DenseIndexConfig
+from hardneg.core.index_params import IndexKind
 from hardneg.core.progress import Progress
 from hardneg.core.sharded import EncodeOptions, Shards, encode_corpus_sharded
+from hardneg.core.spec import build_spec, parse_assignments
 from hardneg.core.workspace import Workspace
 from hardneg.miners.dense import ENCODE_CHUNK, mine_dense
 from hardneg.miners.disk_cache import DiskCache
-from hardneg.miners.filters import FilterConfig
+from hardneg.miners.spec import MineSpec
 from hardneg.service.pipelines.data import load_dataset_split
-from hardneg.service.pipelines.mine import MineRequest, check_output, make_job, write_run
+from hardneg.service.pipelines.mine import check_output, make_job, write_run
 from hardneg.service.settings import Settings
 from hardneg.trainers.distributed import init_distributed, shutdown
 
@@ -35,13 +37,28 @@ def _log_progress(done: int, total: int, stage: str) -> None:
     logger.debug("%s: %d/%d", stage, done, total)
 
 
+SPEC_FLAGS = ("model", "index", "num_negatives", "batch_size", "max_length", "query_prompt",
+              "corpus_prompt")  # fmt: skip
+
+
+def mine_spec(args: argparse.Namespace) -> MineSpec:
+    """The dense :class:`MineSpec` of the flags that were given, then ``--set key=value``."""
+    flags = {name: getattr(args, name) for name in SPEC_FLAGS}
+    flags = {name: value for name, value in flags.items() if value is not None}
+    if args.no_cache:
+        flags["cache"] = False
+    layers = [{"method": "dense", "split": args.split}, flags, parse_assignments(args.set)]
+    return build_spec(MineSpec, layers, "command line")
+
+
 def encode(args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
     from hardneg.core.encoders import load_encoder
 
+    spec = mine_spec(args)
     workspace = Workspace(settings.home)
-    split = load_dataset_split(args.data, args.split, workspace, settings.beir_base_url)
-    model = load_encoder(args.model or settings.model, settings.device, args.max_length)
-    options = EncodeOptions(args.corpus_prompt, args.batch_size, ENCODE_CHUNK, progress)
+    split = load_dataset_split(args.data, spec.split, workspace, settings.beir_base_url)
+    model = load_encoder(spec.model or settings.model, settings.device, spec.max_length)
+    options = EncodeOptions(spec.corpus_prompt, spec.batch_size, ENCODE_CHUNK, progress)
     vectors = encode_corpus_sharded(workspace.embeddings, model, split.corpus, options)
     if Shards.current().is_main:
         logger.info("corpus embeddings: %s rows x %s", *vectors.shape)
@@ -51,25 +68,12 @@ def mine(args: argparse.Namespace, settings: Settings, progress: Progress) -> No
     shards = Shards.current()
     if shards.is_main:
         check_output(args.output)
-    request = MineRequest(
-        data=args.data,
-        split=args.split,
-        method="dense",
-        model=args.model,
-        filters=FilterConfig(num_negatives=args.num_negatives),
-        index=DenseIndexConfig(kind=args.index),
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        corpus_prompt=args.corpus_prompt,
-        query_prompt=args.query_prompt,
-        use_cache=not args.no_cache,
-    )
-    workspace = Workspace(settings.home)
-    cache = DiskCache(workspace.root / "cache") if request.use_cache else None
-    job = make_job(request, settings, workspace, cache)
+    spec = mine_spec(args)
+    cache = DiskCache(Workspace(settings.home).root / "cache") if spec.cache else None
+    job = make_job(spec, args.data, settings, cache)
     run = mine_dense(job, progress)
     if shards.is_main:
-        write_run(args.output, request, job, run, progress)
+        write_run(args.output, args.data, job, run, progress)
         logger.info(
             "mined %d queries over %d ranks into %s", len(run.rows), shards.world_size, args.output
         )
@@ -83,13 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--model", default=None, help="bi-encoder (default: the settings')")
     parser.add_argument("--output", type=Path, default=None, help="mine: output folder")
-    parser.add_argument("--index", choices=["flat", "ivf", "hnsw"], default="flat")
-    parser.add_argument("--num-negatives", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--index", choices=get_args(IndexKind), default=None)
+    parser.add_argument("--num-negatives", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--max-length", type=int, default=None)
-    parser.add_argument("--query-prompt", default="")
-    parser.add_argument("--corpus-prompt", default="")
+    parser.add_argument("--query-prompt", default=None)
+    parser.add_argument("--corpus-prompt", default=None)
     parser.add_argument("--no-cache", action="store_true", help="mine: skip the candidate cache")
+    parser.add_argument("--set", action="append", default=[], help="any MineSpec field: key=value")
     args = parser.parse_args(argv)
     if args.command == "mine" and args.output is None:
         parser.error("mine needs --output")

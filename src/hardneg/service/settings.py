@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hardneg.core.encoders import DEFAULT_MODEL
 from hardneg.core.workspace import default_home
+from hardneg.miners.llm.backends import Backend, BackendConfig
 
 
 class Settings(BaseSettings):
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
     )
 
     # --- service: LLM backend for generation jobs (the miners' openai backend) -----------------
-    llm_backend: Literal["llama_cpp", "openai"] = Field(
+    llm_backend: Backend = Field(
         "llama_cpp",
         description="llama_cpp (in-process GGUF) or openai (an OpenAI-compatible server)",
     )
@@ -182,11 +183,18 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    def llm_config(self) -> BackendConfig:
+        """The server's LLM: the ``backend`` part of every job that uses one."""
+        return BackendConfig(
+            backend=self.llm_backend,
+            model=self.llm_model,
+            base_url=self.llm_base_url,
+            api_key_env=self.llm_api_key_env,
+            timeout_s=self.llm_timeout_seconds,
+            max_retries=self.llm_max_retries,
+        )
+
     @property
     def queue_name(self) -> str:
         """The RQ queue the API enqueues on and the workers listen to."""
         return f"{self.redis_prefix}-jobs"
-
-
-def get_settings() -> Settings:
-    return Settings()

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.core.progress import Progress
+from hardneg.core.spec import parse_assignments as parse_overrides
 from hardneg.core.workspace import Workspace
-from hardneg.trainers.config import TrainingConfig, load_config
+from hardneg.trainers.config import TRAINER_KINDS, TrainingConfig, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +47,9 @@ def trainer_for(kind: str) -> Trainer:
     raise ValueError(f"unknown trainer {kind!r}; choose star, adore, baseline or reranker")
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """``key=value`` strings; values are JSON when they parse (numbers, booleans, null)."""
-    overrides: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected key=value, got {pair!r}")
-        try:
-            overrides[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = raw
-    return overrides
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run one hardneg trainer (torchrun-friendly).")
-    parser.add_argument("kind", choices=["star", "adore", "baseline", "reranker"])
+    parser.add_argument("kind", choices=TRAINER_KINDS)
     parser.add_argument("--config", type=Path, required=True, help="JSON or YAML config file")
     parser.add_argument("--home", type=Path, default=None, help="workspace (default HARDNEG_HOME)")
     parser.add_argument("--set", action="append", default=[], help="override: key=value")

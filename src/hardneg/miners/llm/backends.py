@@ -1,38 +1,53 @@
-"""Pick and open an LLM backend from one flat configuration (what the CLI and the jobs pass)."""
+"""The LLM backend of a spec (:class:`BackendConfig`), and the client it opens."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, get_args
 
+from pydantic import Field, model_validator
+
+from hardneg.core.spec import Section
 from hardneg.miners.llm.client import LLMClient
 from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig
 from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
 
 Backend = Literal["llama_cpp", "openai"]
-BACKENDS: tuple[Backend, ...] = ("llama_cpp", "openai")
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 
-@dataclass(frozen=True)
-class BackendConfig:
-    backend: Backend = "llama_cpp"
-    model: str | None = None  # llama_cpp: a .gguf path (None: SmolLM2); openai: the model name
-    base_url: str = OpenAIConfig.base_url
-    api_key_env: str | None = OpenAIConfig.api_key_env
-    concurrency: int = OpenAIConfig.concurrency
-    timeout_s: float = OpenAIConfig.timeout_s
-    max_retries: int = OpenAIConfig.max_retries
-    n_ctx: int = LlamaCppConfig.n_ctx
-    n_threads: int | None = None
+class BackendConfig(Section):
+    """Which LLM answers, and how it is called: one typed part of every spec that uses an LLM."""
 
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown LLM backend {self.backend!r} (choose {', '.join(BACKENDS)})")
+    flat_prefix = "llm_"
+
+    backend: Backend = Field("llama_cpp", description="llama_cpp (in-process GGUF) or openai")
+    model: str | None = Field(
+        None, description="llama_cpp: a .gguf path (null: SmolLM2-135M); openai: the model name"
+    )
+    base_url: str = Field(
+        OpenAIConfig.base_url, description="openai: endpoint base URL, e.g. http://host:8000/v1"
+    )
+    api_key_env: str | None = Field(
+        OpenAIConfig.api_key_env, description="openai: environment variable holding the API key"
+    )
+    concurrency: int = Field(
+        OpenAIConfig.concurrency, ge=1, description="openai: requests in flight"
+    )
+    timeout_s: float = Field(
+        OpenAIConfig.timeout_s, gt=0, description="openai: seconds per attempt"
+    )
+    max_retries: int = Field(OpenAIConfig.max_retries, ge=0, le=20, description="retries per call")
+    n_ctx: int = Field(LlamaCppConfig.n_ctx, ge=1, description="llama_cpp: context window (tokens)")
+    n_threads: int | None = Field(None, ge=1, description="llama_cpp: CPU threads")
+
+    @model_validator(mode="after")
+    def _openai_needs_a_model(self) -> BackendConfig:
         if self.backend == "openai" and not self.model:
             raise ValueError("the openai backend needs a model name")
+        return self
 
     def describe(self) -> dict[str, object]:
         """Provenance for output metadata (the API key's variable name, never its value)."""
@@ -60,31 +75,3 @@ def open_client(config: BackendConfig) -> Iterator[LLMClient]:
     llama = LlamaCppConfig(path, n_ctx=config.n_ctx, n_threads=config.n_threads)
     with LlamaCppClient(llama) as client:
         yield client
-
-
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,),
-    "base_url": (str,),
-    "api_key_env": (str,),
-    "concurrency": (int,),
-    "timeout_s": (int, float),
-    "max_retries": (int,),
-    "n_ctx": (int,),
-    "n_threads": (int,),
-}
-
-
-def backend_from_options(options: Mapping[str, object], prefix: str = "llm_") -> BackendConfig:
-    """Read ``<prefix>backend``, ``<prefix>model``, ... from a job's free-form options."""
-    values: dict[str, object] = {}
-    backend = options.get(f"{prefix}backend", "llama_cpp")
-    if backend not in BACKENDS:
-        raise ValueError(f"option {prefix}backend must be one of {list(BACKENDS)}, got {backend!r}")
-    for name, types in _OPTION_TYPES.items():
-        value = options.get(prefix + name)
-        if value is None:
-            continue
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise ValueError(f"option {prefix}{name} must be {types[0].__name__}, got {value!r}")
-        values[name] = value
-    return BackendConfig(backend=cast(Backend, backend), **values)  # type: ignore[arg-type]

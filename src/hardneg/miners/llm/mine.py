@@ -1,16 +1,8 @@
 """The ``llm`` mining method: corpus-free negatives for a split's (query, positives) pairs.
 
-LLM settings come from the job's free-form options (all optional)::
-
-    llm_backend      llama_cpp | openai          llm_model        .gguf path | model name
-    llm_base_url     openai endpoint             llm_api_key_env  variable holding the key
-    llm_concurrency, llm_timeout_s, llm_max_retries, llm_n_ctx, llm_n_threads
-    llm_per_query    generations per query (default: num_negatives)
-    llm_max_queries  only the first N queries of the split
-    llm_prompt_file  TOML template (see hardneg.miners.llm.prompts)
-    llm_prompt_variant  built-in prompt: query+positive (default) or query-only
-    llm_temperature, llm_max_tokens, llm_seed, llm_skip_failures, llm_max_positive_cosine
-    llm_max_positive_chars  the positive shown in the prompt is cut to this (default 1200)
+The LLM and how it is called come from the spec's ``backend`` part, the generation settings
+from its ``llm`` part (:class:`hardneg.miners.spec.LLMNegatives`: generations per query, the
+first N queries only, the prompt file or built-in variant, sampling, the positive's length).
 
 The job's bi-encoder spots near-duplicates of the positives; the job's cross-encoder, when given,
 else the bi-encoder, is the scorer that decides whether a passage answers the query (with the
@@ -24,8 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
-from typing import TypeVar
 
 from hardneg.core.encoders import DEFAULT_MODEL, load_encoder
 from hardneg.core.negatives import MinedQuery
@@ -33,7 +23,7 @@ from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.cross_encoder import load_cross_encoder
 from hardneg.miners.filters import Candidate, FilterConfig, QueryPool, select_negatives
 from hardneg.miners.job import FilterReport, MinedRun, MiningJob, merge_counts
-from hardneg.miners.llm.backends import backend_from_options, open_client
+from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
 from hardneg.miners.llm.negatives import (
     METHOD,
@@ -50,43 +40,25 @@ from hardneg.miners.llm.prompts import negative_template
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T", int, float, str, bool)
-
-
-def optional(options: Mapping[str, object], name: str, kind: type[T]) -> T | None:
-    """``options[name]`` checked against ``kind`` (ints pass as floats); None when absent."""
-    value = options.get(name)
-    if value is None:
-        return None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)  # type: ignore[return-value]
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ValueError(f"option {name} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def option(options: Mapping[str, object], name: str, default: T) -> T:
-    value = optional(options, name, type(default))
-    return default if value is None else value
-
 
 def negative_config(job: MiningJob) -> NegativeGenConfig:
-    options, filters = job.options, job.filters
+    """The generator's settings: the spec's ``llm`` part, with the filters' count, seed, margins."""
+    llm, filters = job.spec.llm, job.spec.filters
     margins_set = filters.absolute_margin is not None or filters.relative_margin is not None
     sampling = SamplingParams(
-        max_tokens=option(options, "llm_max_tokens", 160),
-        temperature=option(options, "llm_temperature", 0.8),
-        seed=option(options, "llm_seed", filters.seed),
+        max_tokens=llm.max_tokens,
+        temperature=llm.temperature,
+        seed=filters.seed if llm.seed is None else llm.seed,
     )
     return NegativeGenConfig(
-        per_query=option(options, "llm_per_query", filters.num_negatives),
+        per_query=llm.per_query or filters.num_negatives,
         sampling=sampling,
-        max_positive_chars=option(options, "llm_max_positive_chars", 1200),
-        max_positive_cosine=option(options, "llm_max_positive_cosine", 0.9),
+        max_positive_chars=llm.max_positive_chars,
+        max_positive_cosine=llm.max_positive_cosine,
         relative_margin=filters.relative_margin if margins_set else 0.05,
         absolute_margin=filters.absolute_margin,
         min_negatives=1,  # the shared filters apply the job's min_negatives afterwards
-        skip_failures=option(options, "llm_skip_failures", False),
+        skip_failures=llm.skip_failures,
     )
 
 
@@ -139,22 +111,19 @@ def _select(
 
 def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     """Generate, filter and select LLM-written negatives for every query of ``job.split``."""
-    backend = backend_from_options(job.options)
+    backend, llm = job.spec.backend, job.spec.llm
     config = negative_config(job)
-    prompt_file = optional(job.options, "llm_prompt_file", str)
-    variant = option(job.options, "llm_prompt_variant", "query+positive")
-    template = negative_template(
-        Path(prompt_file) if prompt_file else None,
-        variant,  # type: ignore[arg-type]  # checked by negative_template
-    )
-    max_queries = optional(job.options, "llm_max_queries", int)
+    template = negative_template(llm.prompt_file, llm.prompt_variant)
+    max_queries = llm.max_queries
     query_ids = list(job.split.queries)[:max_queries] if max_queries else None
     items = split_positives(job.split, query_ids)
-    encoder = load_encoder(job.model, job.device, job.max_length)
-    scorer: Scorer = bi_encoder_scorer(encoder, job.query_prompt)
-    if job.cross_encoder:
-        cross = load_cross_encoder(job.cross_encoder, job.device, job.cross_encoder_max_length)
-        scorer = cross_encoder_scorer(cross, job.batch_size)
+    encoder = load_encoder(job.spec.model, job.device, job.spec.max_length)
+    scorer: Scorer = bi_encoder_scorer(encoder, job.spec.query_prompt)
+    if job.spec.cross_encoder:
+        cross = load_cross_encoder(
+            job.spec.cross_encoder, job.device, job.spec.cross_encoder_max_length
+        )
+        scorer = cross_encoder_scorer(cross, job.spec.batch_size)
     with open_client(backend) as client:
         generation = generate_negatives(
             client,
@@ -167,12 +136,12 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
             progress,
         )
         fingerprint = client.fingerprint
-    rows, removed, too_few, short = _select(job, generation, job.filters)
+    rows, removed, too_few, short = _select(job, generation, job.spec.filters)
     skipped = {"too_few_negatives": [*generation.skipped_queries, *too_few]}
     skipped = {reason: ids for reason, ids in skipped.items() if ids}
     report = FilterReport(
         num_queries=len(items),
-        num_negatives=job.filters.num_negatives,
+        num_negatives=job.spec.filters.num_negatives,
         full=len(rows) - len(short),
         short=len(short),
         skipped={reason: len(ids) for reason, ids in skipped.items()},
@@ -186,8 +155,8 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
         "generation": asdict(config),
         "generation_stats": generation.stats.to_json(),
         "generation_report": generation.report.to_json(),
-        "scorer": "cross-encoder" if job.cross_encoder else "bi-encoder",
-        "cross_encoder": job.cross_encoder,
-        "model": job.model or DEFAULT_MODEL,
+        "scorer": "cross-encoder" if job.spec.cross_encoder else "bi-encoder",
+        "cross_encoder": job.spec.cross_encoder,
+        "model": job.spec.model or DEFAULT_MODEL,
     }
     return MinedRun(METHOD, tuple(rows), report, provenance)

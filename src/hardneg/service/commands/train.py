@@ -1,5 +1,6 @@
 """``hardneg train star|adore|baseline|reranker``: flags, or one JSON/YAML config file, or both
-(flags win). Rich progress bars; a before/after metrics table at the end.
+(flags win); the options are generated from :class:`hardneg.trainers.config.TrainingConfig`.
+Rich progress bars; a before/after metrics table at the end.
 
 Several processes: ``torchrun --nproc_per_node N -m hardneg.trainers.launch star --config f``.
 """
@@ -8,19 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from hardneg.core.metrics import METRIC_NAMES
-from hardneg.service.commands.choices import TRAINER_KINDS, Precision
-from hardneg.service.commands.errors import reported
-
-if TYPE_CHECKING:  # the trainers (torch) load when a command runs, not for --help
-    from hardneg.trainers.config import TrainingConfig
+from hardneg.service.commands.spec_options import Flag, spec_command
+from hardneg.service.settings import Settings
+from hardneg.trainers.config import TRAINER_KINDS, TrainerKind, TrainingConfig
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -48,94 +46,27 @@ def metrics_table(info: dict[str, Any]) -> Table:
     return table
 
 
-def build_config(config_file: Path | None, flags: dict[str, object]) -> TrainingConfig:
-    """Config file (if any), then the flags that were given."""
-    from hardneg.trainers.config import config_from_mapping, load_config
+FLAGS = (
+    "negatives", Flag("output_dir", "output"), "model", "data", "split", "corpus",
+    "document_model", "top_k", Flag("per_device_batch_size", "batch_size"),
+    Flag("num_epochs", "epochs"), "max_steps", "learning_rate", "negatives_per_query",
+    Flag("gradient_accumulation_steps", "accumulation"), "precision", "eval_steps", "save_steps",
+    "seed", "device", "gradient_checkpointing",
+)  # fmt: skip
 
-    given = {k: v for k, v in flags.items() if v is not None}
-    if config_file is not None:
-        return load_config(config_file, given)
-    return config_from_mapping(given, "command line")
 
-
-def _command(kind: str) -> Callable[..., None]:
-    def command(
-        config: Annotated[
-            Path | None, typer.Option(help="JSON or YAML config (flags override it)")
-        ] = None,
-        negatives: Annotated[Path | None, typer.Option(help="mined-negatives JSONL")] = None,
-        output: Annotated[Path | None, typer.Option(help="output model folder")] = None,
-        model: Annotated[str | None, typer.Option(help="base model id or path")] = None,
-        data: Annotated[
-            str | None, typer.Option(help="BEIR folder or dataset name to evaluate on")
-        ] = None,
-        split: Annotated[str | None, typer.Option(help="evaluation split")] = None,
-        corpus: Annotated[
-            str | None, typer.Option(help="adore: BEIR folder whose corpus is indexed")
-        ] = None,
-        document_model: Annotated[
-            str | None, typer.Option(help="adore: frozen document encoder")
-        ] = None,
-        top_k: Annotated[int | None, typer.Option(help="adore: dynamic negatives")] = None,
-        batch_size: Annotated[int | None, typer.Option(help="queries per device")] = None,
-        epochs: Annotated[float | None, typer.Option(help="training epochs")] = None,
-        max_steps: Annotated[int | None, typer.Option(help="optimizer steps (overrides)")] = None,
-        learning_rate: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
-        negatives_per_query: Annotated[int | None, typer.Option(help="hard negatives")] = None,
-        accumulation: Annotated[int | None, typer.Option(help="gradient accumulation")] = None,
-        precision: Annotated[Precision | None, typer.Option(help="fp32, fp16, bf16")] = None,
-        eval_steps: Annotated[int | None, typer.Option(help="evaluate every N steps")] = None,
-        save_steps: Annotated[int | None, typer.Option(help="checkpoint every N steps")] = None,
-        seed: Annotated[int | None, typer.Option(help="random seed")] = None,
-        device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ...")] = None,
-        gradient_checkpointing: Annotated[
-            bool | None, typer.Option(help="recompute activations to save memory")
-        ] = None,
-        set_: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="any config field: key=value (repeatable)"),
-        ] = None,
-        home: Annotated[
-            Path | None, typer.Option(help="data directory (default $HARDNEG_HOME)")
-        ] = None,
-    ) -> None:
+def _run(kind: TrainerKind) -> Callable[[TrainingConfig, Settings, dict[str, Any]], None]:
+    def run(config: TrainingConfig, settings: Settings, given: dict[str, Any]) -> None:
         from hardneg.service.pipelines.train import TrainRequest, run_training
         from hardneg.service.progress import ProgressBars
-        from hardneg.service.settings import Settings
-        from hardneg.trainers.launch import parse_overrides
 
-        flags: dict[str, object] = {
-            "negatives": negatives,
-            "output_dir": output,
-            "model": model,
-            "data": data,
-            "split": split,
-            "corpus": corpus,
-            "document_model": document_model,
-            "top_k": top_k,
-            "per_device_batch_size": batch_size,
-            "num_epochs": epochs,
-            "max_steps": max_steps,
-            "learning_rate": learning_rate,
-            "negatives_per_query": negatives_per_query,
-            "gradient_accumulation_steps": accumulation,
-            "precision": precision,
-            "eval_steps": eval_steps,
-            "save_steps": save_steps,
-            "seed": seed,
-            "device": device,
-            "gradient_checkpointing": gradient_checkpointing,
-        }
-        settings = Settings(home=home) if home else Settings()
-        flags |= parse_overrides(set_ or [])
-        request = TrainRequest(kind, build_config(config, flags))  # type: ignore[arg-type]
+        request = TrainRequest(kind, config)
         with ProgressBars(console) as progress:
             info = run_training(request, settings, progress)
         console.print(metrics_table(info))
         console.print(f"model written to {request.config.train.output_dir}")
 
-    command.__doc__ = _HELP[kind]
-    return command
+    return run
 
 
 def register(app: typer.Typer) -> None:
@@ -144,5 +75,6 @@ def register(app: typer.Typer) -> None:
         help="Train retrievers and rerankers on mined negatives.", no_args_is_help=True
     )
     for kind in TRAINER_KINDS:
-        train_app.command(kind, help=_HELP[kind])(reported(_command(kind)))
+        command = spec_command(TrainingConfig, FLAGS, _run(kind), doc=_HELP[kind])
+        train_app.command(kind, help=_HELP[kind])(command)
     app.add_typer(train_app, name="train")

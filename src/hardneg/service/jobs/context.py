@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from hardneg.core.cache import Cache
 from hardneg.core.progress import Progress
@@ -12,6 +15,8 @@ from hardneg.core.workspace import Workspace
 from hardneg.service.jobs.corpora import CorpusRecord, CorpusStore
 from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
 from hardneg.service.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,13 @@ def check_model_refs(params: object, fields: tuple[str, ...], settings: Settings
                 resolve_model_ref(ref, settings)
             except PathRefusedError as exc:
                 raise ParamError(field_name, str(exc)) from None
+
+
+def resolve_model_refs(spec: M, fields: tuple[str, ...], settings: Settings) -> M:
+    """``spec`` with its model references (``job:<id>``, allowed paths, hub ids) resolved."""
+    refs = {name: getattr(spec, name) for name in fields}
+    update = {name: resolve_model_ref(ref, settings) for name, ref in refs.items() if ref}
+    return spec.model_copy(update=update)
 
 
 def require_corpus(context: JobContext) -> CorpusRecord:

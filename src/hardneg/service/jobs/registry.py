@@ -1,9 +1,11 @@
 """Job kinds: one small registration each (params model, pipeline function).
 
-A kind's ``params`` is the pydantic model the API validates (misspelt or out-of-range fields get
-a 422 naming them); ``run`` is the ``"module:function"`` the worker imports and calls as
-``run(params, context) -> JobOutcome``. Pipelines import torch and friends, so the API never
-imports ``run``: it only needs the params model.
+A kind's ``params`` is the operation's spec, the pydantic model the API validates (misspelt or
+out-of-range fields get a 422 naming them) and the CLI's options come from; ``run`` is the
+``"module:function"`` the worker imports and calls as ``run(params, context) -> JobOutcome``.
+Pipelines import torch and friends, so the API never imports ``run``: it only needs the spec.
+Before a job is queued, :meth:`JobKind.check` refuses what the server owns (fields marked
+:func:`hardneg.core.spec.server_owned`) and model references outside the allowed roots.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hardneg.service.jobs.context import JobContext, JobOutcome
+from hardneg.core.spec import refused_fields
+from hardneg.miners.spec import MineSpec
+from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, check_model_refs
+from hardneg.service.jobs.kinds import evaluate, experiment, generate, mine, train
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
-from hardneg.service.jobs.kinds.evaluate import EvaluateParams
-from hardneg.service.jobs.kinds.experiment import ExperimentParams
-from hardneg.service.jobs.kinds.generate import GenerateParams
-from hardneg.service.jobs.kinds.mine import MineParams
-from hardneg.service.jobs.kinds.train import TrainParams
+from hardneg.service.jobs.kinds.train import TrainJobSpec
+from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.settings import Settings
+from hardneg.service.specs import EvaluateSpec, GenerateSpec
 
 RunFunction = Callable[[Any, JobContext], JobOutcome]
 
@@ -38,6 +41,17 @@ class JobKind:
     # "module:function" called as cleanup(params, settings) when a run is cancelled or given up,
     # even when its process was killed: removes what the kind writes outside its job folder.
     cleanup: str | None = None
+    model_refs: tuple[str, ...] = ()  # params fields naming a model (checked as references)
+    server_check: Callable[[Any, Settings], None] | None = None  # further checks of the kind
+
+    def check(self, params: BaseModel, settings: Settings) -> None:
+        """Raise :class:`ParamError` for what a request may not ask this server for."""
+        refused = refused_fields(params)
+        if refused:
+            raise ParamError(refused[0], f"{', '.join(refused)}: set by the server, not a request")
+        check_model_refs(params, self.model_refs, settings)
+        if self.server_check is not None:
+            self.server_check(params, settings)
 
     def load(self) -> RunFunction:
         run: RunFunction = _import(self.run)
@@ -58,21 +72,25 @@ KINDS: dict[str, JobKind] = {
     for kind in (
         JobKind(
             name="evaluate",
-            params=EvaluateParams,
+            params=EvaluateSpec,
+            model_refs=evaluate.MODEL_FIELDS,
             run="hardneg.service.jobs.kinds.evaluate:run",
             description="Evaluate BM25 or a dense model on one split of the corpus.",
         ),
         JobKind(
             name="mine",
-            params=MineParams,
+            params=MineSpec,
             run="hardneg.service.jobs.kinds.mine:run",
+            model_refs=mine.MODEL_FIELDS,
             description="Mine hard negatives (bm25, dense, cross-encoder or llm) for one split, "
             "filtered against false negatives; mined.jsonl is paged by /results and every "
             "sentence-transformers layout is downloadable as JSONL and Parquet.",
         ),
         JobKind(
             name="train",
-            params=TrainParams,
+            params=TrainJobSpec,
+            model_refs=train.MODEL_FIELDS,
+            server_check=train.server_check,
             run="hardneg.service.jobs.kinds.train:run",
             description="Train STAR, ADORE, the contrastive baseline or a reranker on a mine "
             "job's negatives; reports metrics before and after on the corpus's eval split and "
@@ -80,7 +98,8 @@ KINDS: dict[str, JobKind] = {
         ),
         JobKind(
             name="generate",
-            params=GenerateParams,
+            params=GenerateSpec,
+            model_refs=generate.MODEL_FIELDS,
             run="hardneg.service.jobs.kinds.generate:run",
             description="Write queries for sampled passages with the server's LLM, keep those "
             "whose passage a retriever finds again (round trip), and register the result as a "
@@ -88,7 +107,8 @@ KINDS: dict[str, JobKind] = {
         ),
         JobKind(
             name="experiment",
-            params=ExperimentParams,
+            params=ExperimentSpec,
+            model_refs=experiment.MODEL_FIELDS,
             run="hardneg.service.jobs.kinds.experiment:run",
             description="Which negatives help on this corpus? Mine bm25, dense, cross-encoder and "
             "LLM negatives for one budget of queries; train each arm and the control arm none "

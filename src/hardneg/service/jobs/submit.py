@@ -18,6 +18,7 @@ import redis
 from pydantic import BaseModel
 
 from hardneg.core.cache import cache_key
+from hardneg.core.spec import flat_dump
 from hardneg.service.jobs.corpora import CorpusRecord
 from hardneg.service.jobs.corpus_lock import corpus_lock
 from hardneg.service.jobs.queue import enqueue
@@ -70,7 +71,7 @@ def submit(
     corpus: CorpusRecord | None,
     force: bool = False,
 ) -> Submission:
-    params_json = params.model_dump(mode="json")
+    params_json = flat_dump(params, server_owned=False)  # the request's JSON shape
     job_id = new_job_id()
     pinned = corpus is not None and corpus.owns_files and kind.needs_corpus
     if pinned:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
 from hardneg.core.bm25 import BM25Index, BM25Params
@@ -21,7 +20,7 @@ from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.miners.disk_cache import DiskCache
-from hardneg.miners.llm.backends import BackendConfig, open_client
+from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
 from hardneg.miners.llm.prompts import query_template
 from hardneg.miners.llm.queries import (
@@ -34,29 +33,11 @@ from hardneg.miners.llm.queries import (
 )
 from hardneg.service.pipelines.data import resolve_dataset
 from hardneg.service.settings import Settings
+from hardneg.service.specs import GenerateSpec
 
 logger = logging.getLogger(__name__)
 
-RoundTrip = Literal["bm25", "dense"]
 SUMMARY_FILE = "generation.json"
-
-
-@dataclass(frozen=True)
-class GenerateQueriesRequest:
-    data: str  # a BEIR folder, or a BEIR dataset name
-    llm: BackendConfig = field(default_factory=BackendConfig)
-    per_passage: int = 3
-    max_passages: int | None = 100  # None: every passage
-    seed: int = 0  # which passages (a seeded sample) and the first sampling seed
-    round_trip: RoundTrip = "bm25"
-    round_trip_k: int = 10
-    encoder: str | None = None  # bi-encoder of the dense round trip (default: settings.model)
-    prompt_file: Path | None = None
-    temperature: float = 0.8
-    max_tokens: int = 48
-    max_passage_chars: int = 1500
-    skip_failures: bool = False
-    use_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,56 +71,60 @@ def check_output(output: Path) -> None:
 
 
 def make_retriever(
-    request: GenerateQueriesRequest,
+    spec: GenerateSpec,
     corpus: Corpus,
     workspace: Workspace,
     settings: Settings,
     progress: Progress,
 ) -> TextRetriever:
-    if request.round_trip == "bm25":
+    if spec.round_trip == "bm25":
         params = BM25Params()
         folder = workspace.bm25_dir(corpus.fingerprint, params)
         return bm25_retriever(BM25Index.load_or_build(folder, corpus, params, progress))
-    model = load_encoder(request.encoder or settings.model, settings.device)
+    model = load_encoder(spec.encoder or settings.model, settings.device)
     vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
     stem = EmbeddingKey.for_model(corpus, model).stem
     index = workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig())
     return dense_retriever(index, model)
 
 
-def query_config(request: GenerateQueriesRequest) -> QueryGenConfig:
+def query_config(spec: GenerateSpec) -> QueryGenConfig:
     sampling = SamplingParams(
-        max_tokens=request.max_tokens, temperature=request.temperature, seed=request.seed
+        max_tokens=spec.max_tokens, temperature=spec.temperature, seed=spec.seed
     )
     return QueryGenConfig(
-        per_passage=request.per_passage,
-        round_trip_k=request.round_trip_k,
+        per_passage=spec.per_passage,
+        round_trip_k=spec.round_trip_k,
         sampling=sampling,
-        max_passage_chars=request.max_passage_chars,
-        skip_failures=request.skip_failures,
+        max_passage_chars=spec.max_passage_chars,
+        skip_failures=spec.skip_failures,
     )
 
 
 def run_generate_queries(
-    request: GenerateQueriesRequest,
+    spec: GenerateSpec,
+    data: str,
     settings: Settings,
     output: Path,
     progress: Progress = no_progress,
     cache: Cache | None = None,
 ) -> GenerateQueriesResult:
-    """Generate and filter queries, then write ``output`` whole (or not at all).
+    """Generate and filter queries for ``data`` (a BEIR folder or dataset name), then write
+    ``output`` whole (or not at all).
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
     """
     check_output(output)
-    template = query_template(request.prompt_file)  # fail on a bad prompt before any work
-    config = query_config(request)
+    template = query_template(spec.prompt_file)  # fail on a bad prompt before any work
+    config = query_config(spec)
     workspace = Workspace(settings.home)
-    if cache is None and request.use_cache:
+    if not spec.cache:
+        cache = None
+    elif cache is None:
         cache = DiskCache(workspace.root / "cache")
     started = time.perf_counter()
     folder = resolve_dataset(
-        request.data,
+        data,
         workspace,
         settings.beir_base_url,
         settings.data_dirs,
@@ -147,22 +132,22 @@ def run_generate_queries(
         timeout=settings.download_timeout_seconds,
     )
     corpus = load_corpus(find_corpus_file(folder))
-    positions = sample_positions(len(corpus), request.max_passages, request.seed)
-    retriever = make_retriever(request, corpus, workspace, settings, progress)
+    positions = sample_positions(len(corpus), spec.max_passages or None, spec.seed)
+    retriever = make_retriever(spec, corpus, workspace, settings, progress)
     prepared = time.perf_counter()
-    with open_client(request.llm) as client:
+    with open_client(spec.llm) as client:
         result = generate_queries(
             client, corpus, positions, retriever, config, cache, template, progress
         )
         fingerprint = client.fingerprint
     generated = time.perf_counter()
     meta = {
-        "data": request.data,
+        "data": data,
         "corpus_fingerprint": corpus.fingerprint,
-        "llm": request.llm.describe() | {"fingerprint": fingerprint},
+        "llm": spec.llm.describe() | {"fingerprint": fingerprint},
         "prompt": {"name": template.name, "version": template.version},
         "config": asdict(config),
-        "round_trip": request.round_trip,
+        "round_trip": spec.round_trip,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_generated_queries(output, result, folder, meta)

@@ -12,28 +12,22 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import BeirSplit
-from hardneg.core.bm25 import BM25Params
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.negatives import meta_path_for
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.miners.bm25 import mine_bm25
-from hardneg.miners.cross_encoder import mine_cross_encoder
-from hardneg.miners.dense import mine_dense
 from hardneg.miners.disk_cache import DiskCache
-from hardneg.miners.filters import FilterConfig
-from hardneg.miners.job import MinedRun, MinerFn, MiningJob
-from hardneg.miners.llm.mine import mine_llm
+from hardneg.miners.job import MinedRun, MinerFn, MiningJob, miner_for
 from hardneg.miners.llm.negatives import METHOD as LLM_METHOD
-from hardneg.miners.output import FORMATS, LAYOUTS, Format, Layout, write_outputs
+from hardneg.miners.output import write_outputs
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned, hide_positives
+from hardneg.miners.spec import MineSpec
 from hardneg.miners.stats import write_stats
 from hardneg.service.pipelines.data import load_dataset_split
 from hardneg.service.settings import Settings
@@ -41,38 +35,6 @@ from hardneg.service.settings import Settings
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-
-# The dispatch point: method name -> miner. Every miner takes a MiningJob and returns a MinedRun.
-METHODS: dict[str, MinerFn] = {
-    "bm25": mine_bm25,
-    "dense": mine_dense,
-    "cross-encoder": mine_cross_encoder,
-    "llm": mine_llm,
-}
-
-
-@dataclass(frozen=True)
-class MineRequest:
-    data: str  # a BEIR folder, or a BEIR dataset name to download
-    split: str = "train"
-    method: str = "bm25"
-    model: str | None = None  # bi-encoder (dense, and the cross-encoder's dense pool)
-    cross_encoder: str | None = None
-    cross_encoder_max_length: int | None = None
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    bm25: BM25Params = field(default_factory=BM25Params)
-    index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
-    batch_size: int = 64
-    max_length: int | None = None
-    query_prompt: str = ""
-    corpus_prompt: str = ""
-    pool_depth: int = 30
-    denoise_margin: float | None = 0.0
-    layouts: tuple[Layout, ...] = LAYOUTS
-    formats: tuple[Format, ...] = FORMATS
-    use_cache: bool = True
-    options: Mapping[str, object] = field(default_factory=dict)
-    probe: bool = True  # also run the false-negative probe (hardneg.miners.probe) into stats
 
 
 @dataclass(frozen=True)
@@ -94,35 +56,19 @@ def check_output(output: Path) -> None:
         )
 
 
-def make_job(
-    request: MineRequest, settings: Settings, workspace: Workspace, cache: Cache | None
-) -> MiningJob:
+def make_job(spec: MineSpec, data: str, settings: Settings, cache: Cache | None) -> MiningJob:
+    """The job the miners get: ``spec`` (its bi-encoder defaulting to the settings'), the split."""
+    workspace = Workspace(settings.home)
     split = load_dataset_split(
-        request.data,
-        request.split,
+        data,
+        spec.split,
         workspace,
         settings.beir_base_url,
         timeout=settings.download_timeout_seconds,
     )
-    return MiningJob(
-        split=split,
-        workspace=workspace,
-        filters=request.filters,
-        cache=cache,
-        model=request.model or settings.model,
-        cross_encoder=request.cross_encoder,
-        cross_encoder_max_length=request.cross_encoder_max_length,
-        device=settings.device,
-        batch_size=request.batch_size,
-        max_length=request.max_length,
-        bm25=request.bm25,
-        index=request.index,
-        query_prompt=request.query_prompt,
-        corpus_prompt=request.corpus_prompt,
-        pool_depth=request.pool_depth,
-        denoise_margin=request.denoise_margin,
-        options=request.options,
-    )
+    if spec.model is None:
+        spec = spec.model_copy(update={"model": settings.model})
+    return MiningJob(spec, split, workspace, cache, settings.device)
 
 
 def false_negative_probe(
@@ -143,12 +89,12 @@ def false_negative_probe(
     return count_returned(run.rows, hidden.hidden).to_json()
 
 
-def run_meta(request: MineRequest, run: MinedRun) -> dict[str, object]:
+def run_meta(job: MiningJob, data: str, run: MinedRun) -> dict[str, object]:
     return {
         "method": run.method,
-        "data": request.data,
-        "split": request.split,
-        "filters": asdict(request.filters),
+        "data": data,
+        "split": job.spec.split,
+        "filters": job.spec.filters.model_dump(),
         "provenance": dict(run.provenance),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -156,23 +102,24 @@ def run_meta(request: MineRequest, run: MinedRun) -> dict[str, object]:
 
 def write_run(
     output: Path,
-    request: MineRequest,
+    data: str,
     job: MiningJob,
     run: MinedRun,
     progress: Progress = no_progress,
     probe: Mapping[str, object] | None = None,
 ) -> tuple[dict[str, Path], dict[str, object]]:
     """Write every file into a temp folder, then rename it over ``output``."""
-    meta = run_meta(request, run)
+    spec = job.spec
+    meta = run_meta(job, data, run)
     with atomic_path(output) as temp:
         temp.mkdir()
         exports = write_outputs(
             temp,
             run.rows,
             meta,
-            request.filters.num_negatives,
-            request.layouts,
-            request.formats,
+            spec.filters.num_negatives,
+            spec.layouts,
+            spec.formats,
             progress,
         )
         extra: dict[str, object] = {
@@ -195,39 +142,39 @@ def write_run(
 
 
 def run_mining(
-    request: MineRequest,
+    spec: MineSpec,
+    data: str,
     settings: Settings,
     output: Path,
     progress: Progress = no_progress,
     cache: Cache | None = None,
 ) -> MineResult:
-    """Mine ``request.method`` negatives and write them to ``output``; returns paths and stats.
+    """Mine ``spec.method`` negatives for ``data`` (a BEIR folder or dataset name) into
+    ``output``; returns paths and stats.
 
-    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
+    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis);
+    ``spec.cache`` false mines without any.
     """
-    miner = METHODS.get(request.method)
-    if miner is None:
-        raise ValueError(
-            f"unknown mining method {request.method!r} (available: {', '.join(sorted(METHODS))})"
-        )
+    miner = miner_for(spec.method)
     check_output(output)
-    workspace = Workspace(settings.home)
-    if cache is None and request.use_cache:
-        cache = DiskCache(workspace.root / "cache")
+    if not spec.cache:
+        cache = None
+    elif cache is None:
+        cache = DiskCache(Workspace(settings.home).root / "cache")
     started = time.perf_counter()
-    job = make_job(request, settings, workspace, cache)
+    job = make_job(spec, data, settings, cache)
     loaded = time.perf_counter()
     run = miner(job, progress)
     mined = time.perf_counter()
     probe: dict[str, object] | None = None
-    if request.probe:
+    if spec.probe:
         if run.method == LLM_METHOD:
             probe = {"hidden_positives": None, "returned": None, "rate": None,
                      "note": NOT_APPLICABLE}  # fmt: skip
         else:
-            probe = false_negative_probe(miner, job, request.filters.seed, progress)
+            probe = false_negative_probe(miner, job, spec.filters.seed, progress)
     probed = time.perf_counter()
-    files, stats = write_run(output, request, job, run, progress, probe)
+    files, stats = write_run(output, data, job, run, progress, probe)
     seconds = {
         "load": loaded - started,
         "mine": mined - loaded,

@@ -16,12 +16,11 @@ from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.data import resolve_dataset
 from hardneg.service.settings import Settings
-from hardneg.trainers.config import TrainerKind, TrainingConfig
+from hardneg.trainers.config import TRAINER_KINDS, TrainerKind, TrainingConfig
 from hardneg.trainers.launch import trainer_for
 
 logger = logging.getLogger(__name__)
 
-TRAINER_KINDS: tuple[TrainerKind, ...] = ("star", "adore", "baseline", "reranker")
 
 
 @dataclass(frozen=True)

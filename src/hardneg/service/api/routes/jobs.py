@@ -63,12 +63,9 @@ def _get(services: Services, job_id: str) -> JobRecord:
 
 
 def _check_params(kind: JobKind, params: BaseModel, services: Services) -> None:
-    """Checks that need the server's settings (a params model may define ``server_check``)."""
-    check = getattr(params, "server_check", None)
-    if check is None:
-        return
+    """Checks that need the server's settings (:meth:`JobKind.check`)."""
     try:
-        check(services.settings)
+        kind.check(params, services.settings)
     except ValueError as exc:
         field = getattr(exc, "field", None)
         raise api_error(422, str(exc), f"params.{field}" if field else "params") from None

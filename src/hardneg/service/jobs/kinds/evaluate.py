@@ -12,47 +12,18 @@ import json
 import logging
 import zlib
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from hardneg.core.atomic import atomic_path, write_text_atomic
 from hardneg.core.cache import cache_key
-from hardneg.service.jobs.context import (
-    JobContext,
-    JobOutcome,
-    check_model_refs,
-    require_corpus,
-)
-from hardneg.service.jobs.paths import resolve_model_ref
-from hardneg.service.settings import Settings
+from hardneg.service.jobs.context import JobContext, JobOutcome, require_corpus, resolve_model_refs
+from hardneg.service.specs import EVAL_DEPTH, EvaluateSpec
 
 logger = logging.getLogger(__name__)
 
 CANDIDATES_NAMESPACE = "candidates"
-EVAL_DEPTH = 100
 
 
-class EvaluateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    split: str = Field("test", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="qrels split")
-    retriever: Literal["bm25", "dense"] = "bm25"
-    model: str | None = Field(
-        None,
-        description="dense only: a hub id, 'job:<id>' (a model trained by a job) or a folder "
-        "under the allowed roots; default: the service's default model",
-    )
-    k1: float = Field(1.5, ge=0, description="BM25 k1")
-    b: float = Field(0.75, ge=0, le=1, description="BM25 b")
-    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="FAISS index (dense)")
-    query_prompt: str = Field("", max_length=512)
-    corpus_prompt: str = Field("", max_length=512)
-    top_k: int = Field(10, ge=1, le=EVAL_DEPTH, description="hits per query kept in results")
-
-    def server_check(self, settings: Settings) -> None:
-        """Refuse a model reference the worker would refuse (paths outside the allowed roots)."""
-        check_model_refs(self, ("model",), settings)
+MODEL_FIELDS = ("model",)
 
 
 Run = dict[str, dict[str, float]]
@@ -67,8 +38,8 @@ def _decode_run(data: bytes) -> Run:
     return decoded
 
 
-def _candidates_key(params: EvaluateParams, version: str) -> str:
-    parts = {"corpus": version, "split": params.split, "k1": params.k1, "b": params.b}
+def _candidates_key(spec: EvaluateSpec, version: str) -> str:
+    parts = {"corpus": version, "split": spec.split, "k1": spec.bm25.k1, "b": spec.bm25.b}
     return cache_key(CANDIDATES_NAMESPACE, parts | {"retriever": "bm25", "depth": EVAL_DEPTH})
 
 
@@ -86,13 +57,11 @@ def _write_results(
             handle.write(json.dumps(row) + "\n")
 
 
-def run(params: EvaluateParams, context: JobContext) -> JobOutcome:
+def run(params: EvaluateSpec, context: JobContext) -> JobOutcome:
     # Heavy imports (torch, faiss, bm25s) happen in the worker only.
     from hardneg.core.beir import load_qrels
-    from hardneg.core.bm25 import BM25Params
-    from hardneg.core.dense import DenseIndexConfig
     from hardneg.core.metrics import evaluate
-    from hardneg.service.pipelines.evaluate import EvaluateRequest, run_evaluation
+    from hardneg.service.pipelines.evaluate import run_evaluation
 
     corpus = require_corpus(context)
     key = _candidates_key(params, corpus.version or "") if params.retriever == "bm25" else None
@@ -106,20 +75,11 @@ def run(params: EvaluateParams, context: JobContext) -> JobOutcome:
         summary = {"retriever": "bm25", "split": params.split, "seconds": {}}
         context.progress(1, 1, "candidates from cache")
     else:
-        model = None
+        spec = params
         if params.retriever == "dense":
-            model = resolve_model_ref(params.model or context.settings.model, context.settings)
-        request = EvaluateRequest(
-            data=str(corpus.path),
-            split=params.split,
-            retriever=params.retriever,
-            model=model,
-            bm25=BM25Params(k1=params.k1, b=params.b),
-            index=DenseIndexConfig(kind=params.index),
-            query_prompt=params.query_prompt,
-            corpus_prompt=params.corpus_prompt,
-        )
-        result = run_evaluation(request, context.settings, None, context.progress)
+            with_model = params.model_copy(update={"model": params.model or context.settings.model})
+            spec = resolve_model_refs(with_model, MODEL_FIELDS, context.settings)
+        result = run_evaluation(spec, str(corpus.path), context.settings, None, context.progress)
         run_hits = result.results.to_run()
         evaluation = result.evaluation
         summary = {"retriever": result.retriever, "split": result.split, "seconds": result.seconds}

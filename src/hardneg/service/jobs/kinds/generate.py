@@ -10,41 +10,13 @@ the workers at another endpoint. Generated texts are cached in Redis (``llm`` na
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from hardneg.core.atomic import write_bytes_atomic
-from hardneg.service.jobs.context import (
-    JobContext,
-    JobOutcome,
-    check_model_refs,
-    require_corpus,
-)
-from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, corpora_root, ready_fields
-from hardneg.service.jobs.paths import resolve_model_ref
-from hardneg.service.settings import Settings
+from hardneg.service.jobs.context import JobContext, JobOutcome, require_corpus, resolve_model_refs
+from hardneg.service.jobs.corpora import CorpusRecord, corpora_root, ready_fields
+from hardneg.service.specs import GenerateSpec
 
-
-class GenerateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(None, pattern=NAME_PATTERN, description="name of the new corpus")
-    per_passage: int = Field(3, ge=1, le=20, description="queries asked for per passage")
-    max_passages: int | None = Field(100, ge=1, description="passages sampled (null: all)")
-    seed: int = Field(0, ge=0)
-    round_trip: Literal["bm25", "dense"] = Field(
-        "bm25", description="a query is kept when this retriever finds its passage"
-    )
-    round_trip_k: int = Field(10, ge=1, le=1000)
-    encoder: str | None = Field(None, description="bi-encoder of the dense round trip")
-    temperature: float = Field(0.8, ge=0, le=2)
-    max_tokens: int = Field(48, ge=1, le=1024)
-    max_passage_chars: int = Field(1500, ge=100, le=20000)
-    skip_failures: bool = Field(False, description="skip passages whose LLM call fails")
-
-    def server_check(self, settings: Settings) -> None:
-        check_model_refs(self, ("encoder",), settings)
+MODEL_FIELDS = ("encoder",)
 
 
 def generated_corpus_id(job_id: str) -> str:
@@ -52,37 +24,18 @@ def generated_corpus_id(job_id: str) -> str:
     return "c" + job_id.removeprefix("j")
 
 
-def run(params: GenerateParams, context: JobContext) -> JobOutcome:
-    from hardneg.miners.llm.backends import BackendConfig
-    from hardneg.service.pipelines.generate import GenerateQueriesRequest, run_generate_queries
+def run(spec: GenerateSpec, context: JobContext) -> JobOutcome:
+    from hardneg.service.pipelines.generate import run_generate_queries
 
     source = require_corpus(context)
     settings = context.settings
-    llm = BackendConfig(
-        backend=settings.llm_backend,
-        model=settings.llm_model,
-        base_url=settings.llm_base_url,
-        api_key_env=settings.llm_api_key_env,
-        timeout_s=settings.llm_timeout_seconds,
-        max_retries=settings.llm_max_retries,
-    )
-    request = GenerateQueriesRequest(
-        data=str(source.path),
-        llm=llm,
-        per_passage=params.per_passage,
-        max_passages=params.max_passages,
-        seed=params.seed,
-        round_trip=params.round_trip,
-        round_trip_k=params.round_trip_k,
-        encoder=resolve_model_ref(params.encoder, settings) if params.encoder else None,
-        temperature=params.temperature,
-        max_tokens=params.max_tokens,
-        max_passage_chars=params.max_passage_chars,
-        skip_failures=params.skip_failures,
-    )
+    spec = resolve_model_refs(spec, MODEL_FIELDS, settings)
+    spec = spec.model_copy(update={"llm": settings.llm_config()})
     corpus_id = generated_corpus_id(context.job_id)
     folder = corpora_root(settings.home) / corpus_id
-    result = run_generate_queries(request, settings, folder, context.progress, context.cache)
+    result = run_generate_queries(
+        spec, str(source.path), settings, folder, context.progress, context.cache
+    )
     fields = ready_fields(
         source.fingerprint or "",
         source.documents,
@@ -92,7 +45,7 @@ def run(params: GenerateParams, context: JobContext) -> JobOutcome:
     )
     record = CorpusRecord(
         id=corpus_id,
-        name=params.name or f"{source.name} + generated queries",
+        name=spec.name or f"{source.name} + generated queries",
         source="generated",
         folder=str(folder),
         source_ref=source.id,

@@ -1,30 +1,24 @@
 """The ``train`` job kind: STAR, ADORE, the baseline or a reranker (``pipelines.train``).
 
 Negatives come from a finished ``mine`` job (``negatives_job``); the job's corpus is the data
-ADORE indexes and the evaluation split reported before and after training. ``config`` takes the
-trainers' flat config keys (``learning_rate``, ``max_steps``, ...); the keys that name files or
-devices are the service's. The model is written to ``<job>/model`` with checkpoints, so a retried
-attempt resumes from the newest one; it is published as ``model.tar.gz`` and can be referred to
-as ``job:<id>`` by later jobs.
+ADORE indexes and the evaluation split reported before and after training. ``config`` is the
+trainers' :class:`~hardneg.trainers.config.TrainingConfig` (flat keys such as ``learning_rate``,
+``max_steps``, or sections); its fields that name files or devices are the service's. The model
+is written to ``<job>/model`` with checkpoints, so a retried attempt resumes from the newest
+one; it is published as ``model.tar.gz`` and can be referred to as ``job:<id>`` by later jobs.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
-from hardneg.core.beir import DataError
-from hardneg.service.jobs.context import (
-    JobContext,
-    JobOutcome,
-    ParamError,
-    check_model_refs,
-    require_corpus,
-)
-from hardneg.service.jobs.kinds.mine import MINED_FILE, MINED_FOLDER
+from hardneg.core.spec import Spec
+from hardneg.miners.spec import MINED_FILE, SPLIT_PATTERN
+from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, require_corpus
+from hardneg.service.jobs.kinds.mine import MINED_FOLDER
 from hardneg.service.jobs.paths import (
     JOB_ID,
     MODEL_ARTIFACT,
@@ -32,61 +26,37 @@ from hardneg.service.jobs.paths import (
     resolve_model_ref,
 )
 from hardneg.service.settings import Settings
+from hardneg.trainers.config import TrainerKind, TrainingConfig, config_from_mapping
 
-# config keys that name files, folders or devices: set by the service, refused from requests
-SERVICE_KEYS = frozenset(
-    {
-        "output_dir",
-        "negatives",
-        "corpus",
-        "data",
-        "split",
-        "device",
-        "resume",
-        "model",
-        "document_model",
-    }
-)
 HISTORY_FILE = "metrics.jsonl"  # the trainers' metrics history (hardneg.trainers.loop)
 SUMMARY_FILE = "hardneg_training.json"  # written last by the trainers: marks a finished run
 
 
-class TrainParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainJobSpec(Spec):
+    """A train job: the trainer, the mine job whose negatives it reads, and its config (whose
+    fields that name files, folders or devices are the service's)."""
 
-    trainer: Literal["star", "adore", "baseline", "reranker"] = "star"
+    trainer: TrainerKind = "star"
     negatives_job: str = Field(pattern=JOB_ID.pattern, description="a succeeded mine job's id")
     model: str | None = Field(None, description="base model: hub id, 'job:<id>' or allowed path")
     document_model: str | None = Field(None, description="ADORE's frozen document encoder")
     eval_split: str | None = Field(
-        "test",
-        pattern=r"^[A-Za-z0-9_-]{1,32}$",
-        description="split reported before/after (null: none)",
+        "test", pattern=SPLIT_PATTERN, description="split reported before/after (null: none)"
     )
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="trainer settings, e.g. {'max_steps': 100}"
+    config: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="trainer settings, e.g. {'max_steps': 100}"
     )
-
-    @model_validator(mode="after")
-    def _config_is_valid(self) -> TrainParams:
-        from hardneg.trainers.config import config_from_mapping
-
-        refused = sorted(SERVICE_KEYS & set(self.config))
-        if refused:
-            raise ValueError(f"config keys {refused} are set by the service")
-        try:
-            config_from_mapping(self.config, "config")
-        except DataError as exc:
-            raise ValueError(exc.reason) from None
-        return self
 
     def negatives_path(self, settings: Settings) -> Path:
         return job_dir(settings.home, self.negatives_job) / MINED_FOLDER / MINED_FILE
 
-    def server_check(self, settings: Settings) -> None:
-        if not self.negatives_path(settings).is_file():
-            raise ParamError("negatives_job", "no finished mine job with that id")
-        check_model_refs(self, ("model", "document_model"), settings)
+
+MODEL_FIELDS = ("model", "document_model")
+
+
+def server_check(spec: TrainJobSpec, settings: Settings) -> None:
+    if not spec.negatives_path(settings).is_file():
+        raise ParamError("negatives_job", "no finished mine job with that id")
 
 
 def announce_resume(folder: Path, context: JobContext) -> None:
@@ -99,9 +69,8 @@ def announce_resume(folder: Path, context: JobContext) -> None:
         context.event(f"attempt {context.attempt} resumes from the checkpoint at step {step}")
 
 
-def run(params: TrainParams, context: JobContext) -> JobOutcome:
+def run(params: TrainJobSpec, context: JobContext) -> JobOutcome:
     from hardneg.service.pipelines.train import TrainRequest, run_training
-    from hardneg.trainers.config import config_from_mapping
 
     corpus = require_corpus(context)
     settings = context.settings
@@ -118,7 +87,7 @@ def run(params: TrainParams, context: JobContext) -> JobOutcome:
         service |= {"data": str(corpus.path), "split": params.eval_split}
     if params.document_model is not None:
         service["document_model"] = resolve_model_ref(params.document_model, settings)
-    config = config_from_mapping(params.config | service, "config")
+    config = config_from_mapping(service, "config", base=params.config)
     summary = run_training(TrainRequest(params.trainer, config), settings, context.progress)
     artifacts = {SUMMARY_FILE: folder / SUMMARY_FILE}
     results = None

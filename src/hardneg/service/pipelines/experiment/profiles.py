@@ -9,12 +9,17 @@ steps, repeated over the same training seeds, so differences come from the negat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal, get_args
+
+from hardneg.miners.llm.prompts import NegativeVariant
+from hardneg.miners.spec import METHODS as MINE_METHODS
 
 CONTROL = "none"  # the control arm: the same recipe with in-batch negatives only
-METHODS: tuple[str, ...] = ("bm25", "dense", "cross-encoder", "llm", "llm-query-only")
-DEFAULT_METHODS: tuple[str, ...] = ("bm25", "dense", "cross-encoder", "llm")
-LLM_PROMPTS: dict[str, str] = {"llm": "query+positive", "llm-query-only": "query-only"}
+ArmMethod = Literal["bm25", "dense", "cross-encoder", "llm", "llm-query-only"]
+ProfileName = Literal["quick", "full"]
+METHODS: tuple[ArmMethod, ...] = get_args(ArmMethod)
+DEFAULT_METHODS: tuple[ArmMethod, ...] = MINE_METHODS  # every mining method, one arm each
+LLM_PROMPTS: dict[str, NegativeVariant] = {"llm": "query+positive", "llm-query-only": "query-only"}
 """The LLM arms and their prompt variant (hardneg.miners.llm.prompts.NEGATIVE_VARIANTS)."""
 
 
@@ -112,7 +117,7 @@ FULL = Profile(
     generate_passages=5000,
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, FULL)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, FULL)}  # keys: ProfileName
 
 
 def get_profile(name: str, **overrides: Any) -> Profile:

@@ -31,7 +31,7 @@ from hardneg.service.pipelines.experiment.plots import (
     training_curves,
 )
 from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
-from hardneg.service.pipelines.experiment.request import ExperimentRequest
+from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.pipelines.experiment.trims import split_roles_text, trims
 
 REPORT_JSON = "report.json"
@@ -141,7 +141,7 @@ def arm_entry(
 
 
 def build_report(
-    request: ExperimentRequest,
+    request: ExperimentSpec,
     data: ExperimentData,
     baselines: Mapping[str, Stage],
     runs: Mapping[str, Any],
@@ -151,7 +151,7 @@ def build_report(
     reranker: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``runs`` holds ``mined``, ``probes``, ``arms``, ``trained`` and ``tested`` (see run.py)."""
-    profile = request.profile
+    profile = request.recipe
     verdicts = _verdicts(runs["tested"])
     entries = {
         arm: arm_entry(arm, runs, verdicts, scores["methods"].get(arm, {}))

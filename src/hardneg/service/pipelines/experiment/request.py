@@ -1,44 +1,86 @@
-"""What an experiment is asked to do: the corpus, the profile, the arms, the seeds."""
+"""What an experiment is asked to do (:class:`ExperimentSpec`): the corpus, the profile and its
+overrides, the arms, the seeds, the LLM. ``hardneg experiment`` and ``POST /v1/jobs/experiment``
+both take it; it lives beside the profiles it names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field, field_validator
 
+from hardneg.core.spec import Spec, server_owned
 from hardneg.miners.llm.backends import BackendConfig
 from hardneg.service.pipelines.experiment.data import QuerySource
 from hardneg.service.pipelines.experiment.profiles import (
     CONTROL,
     DEFAULT_METHODS,
-    METHODS,
-    QUICK,
+    ArmMethod,
     Profile,
+    ProfileName,
+    get_profile,
 )
 
 
-@dataclass(frozen=True)
-class ExperimentRequest:
-    data: str = "scifact"  # a BEIR folder or dataset name
-    profile: Profile = QUICK
-    methods: tuple[str, ...] = DEFAULT_METHODS  # negative sources; the control arm always runs
-    model: str | None = None  # base bi-encoder (default: settings.model)
-    cross_encoder: str | None = None  # None: train one on held-out training queries
-    llm: BackendConfig = field(default_factory=BackendConfig)
-    seed: int = 13  # the budget's sample; training seeds are seed, seed + 1, ...
-    seeds: int | None = None  # training repeats per arm (None: the profile's)
-    queries: QuerySource = "human"  # "generated": train on LLM-written queries
+class ProfileOverrides(Spec):
+    """Smaller (or larger) budgets than the named profile's, for trial runs."""
 
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown or no methods {unknown}; choose among {', '.join(METHODS)}")
-        if self.seeds is not None and self.seeds < 1:
-            raise ValueError("seeds must be at least 1")
+    train_queries: int | None = Field(None, ge=1, le=1_000_000)
+    num_negatives: int | None = Field(None, ge=1, le=64)
+    batch_size: int | None = Field(None, ge=1, le=1024)
+    star_steps: int | None = Field(None, ge=1, le=100_000)
+    adore_steps: int | None = Field(None, ge=1, le=100_000)
+    eval_steps: int | None = Field(None, ge=0, le=100_000)
+    val_queries: int | None = Field(None, ge=0, le=1_000_000)
+    reranker_queries: int | None = Field(None, ge=1, le=1_000_000)
+    reranker_steps: int | None = Field(None, ge=1, le=100_000)
+    llm_max_tokens: int | None = Field(None, ge=8, le=1024)
+
+
+class ExperimentSpec(Spec):
+    data: str = Field(
+        "scifact",
+        description="a BEIR folder or dataset name",
+        json_schema_extra=server_owned("the job's corpus"),
+    )
+    profile: ProfileName = Field("quick", description="budget and recipe")
+    methods: tuple[ArmMethod, ...] = Field(
+        DEFAULT_METHODS,
+        min_length=1,
+        description="negative sources, each an arm beside the control arm none (always run); "
+        "llm shows the LLM the query and its positive, llm-query-only the query alone",
+    )
+    model: str | None = Field(None, description="base bi-encoder (default: the settings')")
+    cross_encoder: str | None = Field(
+        None, description="cross-encoder; default: one trained on held-out training queries"
+    )
+    seed: int = Field(
+        13, ge=0, le=2**31, description="seed of the query roles; training seeds are seed, seed+1"
+    )
+    seeds: int | None = Field(
+        None, ge=1, le=20, description="training repeats per arm (null: the profile's)"
+    )
+    queries: QuerySource = Field(
+        "human", description="train on the train split, or on LLM-written queries"
+    )
+    overrides: ProfileOverrides = Field(default_factory=ProfileOverrides)
+    llm: BackendConfig = Field(
+        default_factory=BackendConfig,
+        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
+    )
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct(cls, methods: tuple[ArmMethod, ...]) -> tuple[ArmMethod, ...]:
+        return tuple(dict.fromkeys(methods))
+
+    @property
+    def recipe(self) -> Profile:
+        """The named profile with the overrides applied."""
+        return get_profile(self.profile, **self.overrides.model_dump(exclude_none=True))
 
     @property
     def training_seeds(self) -> list[int]:
-        count = self.seeds if self.seeds is not None else self.profile.seeds
+        count = self.seeds if self.seeds is not None else self.recipe.seeds
         return [self.seed + i for i in range(count)]
 
     @property
     def arms(self) -> tuple[str, ...]:
-        return (CONTROL, *dict.fromkeys(self.methods))
+        return (CONTROL, *self.methods)

@@ -37,6 +37,7 @@ from hardneg.core.workspace import Workspace
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned
+from hardneg.miners.spec import LLMNegatives, MineSpec
 from hardneg.service.pipelines.data import resolve_dataset
 from hardneg.service.pipelines.experiment.arms import control_rows, write_arm_file
 from hardneg.service.pipelines.experiment.data import (
@@ -46,12 +47,13 @@ from hardneg.service.pipelines.experiment.data import (
 )
 from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
 from hardneg.service.pipelines.experiment.report import build_report, reranker_summary, write_report
-from hardneg.service.pipelines.experiment.request import ExperimentRequest
+from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.pipelines.experiment.scores import score_distributions
 from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
-from hardneg.service.pipelines.generate import GenerateQueriesRequest, run_generate_queries
-from hardneg.service.pipelines.mine import MineRequest, run_mining
+from hardneg.service.pipelines.generate import run_generate_queries
+from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
+from hardneg.service.specs import GenerateSpec
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +98,14 @@ class Experiment:
 
     def __init__(
         self,
-        request: ExperimentRequest,
+        request: ExperimentSpec,
         settings: Settings,
         output: Path,
         progress: Progress,
         cache: Cache | None,
     ) -> None:
         self.request, self.settings, self.output = request, settings, output
-        self.profile = request.profile
+        self.profile = request.recipe
         self.progress = progress
         self.workspace = Workspace(settings.home)
         self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
@@ -139,8 +141,7 @@ class Experiment:
 
     def generate_queries(self, source: Path) -> Path:
         folder = self.output / "generated"
-        request = GenerateQueriesRequest(
-            data=str(source),
+        spec = GenerateSpec(
             llm=self.request.llm,
             per_passage=1,
             max_passages=self.profile.generate_passages,
@@ -148,29 +149,12 @@ class Experiment:
             encoder=self.model,
         )
         if not (folder / "qrels" / "train.tsv").is_file():
-            run_generate_queries(request, self.settings, folder, self.progress, self.cache)
+            run_generate_queries(
+                spec, str(source), self.settings, folder, self.progress, self.cache
+            )
         return folder
 
     # --- negatives ------------------------------------------------------------------------
-    def llm_options(self, method: str) -> dict[str, object]:
-        """The miners' ``llm_*`` options for this request's backend and the arm's prompt."""
-        llm = self.request.llm
-        options: dict[str, object] = {
-            "llm_backend": llm.backend,
-            "llm_base_url": llm.base_url,
-            "llm_max_tokens": self.profile.llm_max_tokens,
-            "llm_max_positive_chars": self.profile.llm_max_positive_chars,
-            "llm_concurrency": llm.concurrency,
-            "llm_timeout_s": llm.timeout_s,
-            "llm_max_retries": llm.max_retries,
-            "llm_prompt_variant": LLM_PROMPTS[method],
-        }
-        if llm.model:
-            options["llm_model"] = llm.model
-        if llm.api_key_env:
-            options["llm_api_key_env"] = llm.api_key_env
-        return options
-
     def mine(
         self,
         method: str,
@@ -180,8 +164,12 @@ class Experiment:
         cross_encoder: str | None = None,
     ) -> Stage:
         profile = self.profile
-        request = MineRequest(
-            data=str(self.output / "data"),
+        llm = LLMNegatives(
+            max_tokens=profile.llm_max_tokens,
+            max_positive_chars=profile.llm_max_positive_chars,
+            prompt_variant=LLM_PROMPTS.get(method, "query+positive"),
+        )
+        spec = MineSpec(
             split=split,
             method="llm" if method in LLM_PROMPTS else method,
             model=self.model,
@@ -191,10 +179,12 @@ class Experiment:
             cross_encoder_max_length=profile.reranker_max_length,
             layouts=("triplet",),
             formats=("jsonl",),
-            options=self.llm_options(method) if method in LLM_PROMPTS else {},
             probe=False,  # the experiment runs its own probe stage (split "probe")
+            llm=llm,
+            backend=self.request.llm,
         )
-        result = run_mining(request, self.settings, folder, self.progress, self.cache)
+        data = str(self.output / "data")
+        result = run_mining(spec, data, self.settings, folder, self.progress, self.cache)
         return {
             "mined": str(result.files["mined"]),
             "stats_file": str(result.files["stats"]),
@@ -338,7 +328,7 @@ class Experiment:
 
 
 def run_experiment(
-    request: ExperimentRequest,
+    request: ExperimentSpec,
     settings: Settings,
     output: Path,
     progress: Progress = no_progress,
@@ -352,11 +342,11 @@ def run_experiment(
     return Experiment(request, settings, output, progress, cache).run()
 
 
-def describe(request: ExperimentRequest) -> dict[str, Any]:
+def describe(request: ExperimentSpec) -> dict[str, Any]:
     """What the recorded stages depend on: a rerun must ask for the same thing to reuse them."""
     return {
         "data": request.data,
-        "profile": request.profile.to_dict(),
+        "profile": request.recipe.to_dict(),
         "methods": list(request.methods),
         "model": request.model,
         "cross_encoder": request.cross_encoder,
@@ -367,7 +357,7 @@ def describe(request: ExperimentRequest) -> dict[str, Any]:
     }
 
 
-def check_output(output: Path, request: ExperimentRequest) -> None:
+def check_output(output: Path, request: ExperimentSpec) -> None:
     """Create ``output`` for this request, or accept it when it holds the same experiment."""
     record = output / REQUEST_FILE
     wanted = json.loads(json.dumps(describe(request), default=str))

@@ -7,7 +7,7 @@ the profile's nominal ones, so a corpus with 88 generated queries is not describ
 from __future__ import annotations
 
 from hardneg.service.pipelines.experiment.data import ExperimentData
-from hardneg.service.pipelines.experiment.request import ExperimentRequest
+from hardneg.service.pipelines.experiment.request import ExperimentSpec
 
 
 def split_roles_text(data: ExperimentData) -> dict[str, str]:
@@ -24,9 +24,9 @@ def split_roles_text(data: ExperimentData) -> dict[str, str]:
     }
 
 
-def trims(request: ExperimentRequest, data: ExperimentData) -> list[str]:
+def trims(request: ExperimentSpec, data: ExperimentData) -> list[str]:
     """What this run leaves out compared with a full-size one (empty for the full profile)."""
-    profile = request.profile
+    profile = request.recipe
     if profile.name == "full":
         return []
     found: list[str] = [
