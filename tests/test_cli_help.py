@@ -65,17 +65,16 @@ def test_the_top_level_help_lists_every_command_with_its_own_help() -> None:
         assert load_command(name).name == name
 
 
-def test_the_cli_vocabularies_match_their_sources() -> None:
-    from hardneg.core import dense
-    from hardneg.miners import output
-    from hardneg.service.commands import choices, evaluate
-    from hardneg.service.pipelines import evaluate as evaluate_pipeline
-    from hardneg.service.pipelines import mine, train
-    from hardneg.trainers import config
+def test_the_lists_of_names_come_from_one_definition() -> None:
+    from hardneg.core import bm25_scoring, index_params
+    from hardneg.miners import job, spec
+    from hardneg.service.jobs.registry import KINDS
+    from hardneg.service.pipelines.experiment import profiles
+    from hardneg.trainers import config, launch
 
-    assert get_args(choices.IndexKind) == get_args(dense.IndexKind)
-    assert get_args(choices.Precision) == get_args(config.Precision)
-    assert choices.TRAINER_KINDS == train.TRAINER_KINDS
-    assert tuple(mine.METHODS) == choices.MINE_METHODS
-    assert (choices.LAYOUTS, choices.FORMATS) == (output.LAYOUTS, output.FORMATS)
-    assert get_args(evaluate_pipeline.Retriever) == evaluate.RETRIEVERS
+    assert set(job.MINERS) == set(spec.METHODS) == set(get_args(spec.Method))
+    assert set(bm25_scoring._VARIANTS) == set(get_args(index_params.BM25Method))
+    assert set(launch.trainer_for.__code__.co_consts) >= set(config.TRAINER_KINDS)
+    assert set(profiles.PROFILES) == set(get_args(profiles.ProfileName))
+    assert set(profiles.DEFAULT_METHODS) <= set(profiles.METHODS)
+    assert {"mine", "train", "evaluate", "generate", "experiment", "corpus"} == set(KINDS)

@@ -16,7 +16,8 @@ from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
 from hardneg.miners.llm.mine import mine_llm, negative_config
-from hardneg.service.pipelines.mine import MineRequest, write_run
+from hardneg.miners.spec import MineSpec
+from hardneg.service.pipelines.mine import write_run
 from tests.test_llm_fakes import Reply, fake_openai, user_text
 
 OFF_TOPIC = {
@@ -47,19 +48,20 @@ def scripted(payload: dict[str, object]) -> Reply:
 
 
 def job_for(tiny_beir: Path, tmp_path: Path, url: str, **options: object) -> MiningJob:
+    spec = {
+        "method": "llm",
+        "filters": FilterConfig(num_negatives=2, min_negatives=1, relative_margin=0.03),
+        "llm_backend": "openai",
+        "llm_base_url": url,
+        "llm_model": "scripted",
+        "llm_api_key_env": "HARDNEG_UNSET_TEST_KEY",
+        "llm_per_query": 3,
+    } | options
     return MiningJob(
-        split=load_split(tiny_beir, "test"),
-        workspace=Workspace(tmp_path / "home"),
-        filters=FilterConfig(num_negatives=2, min_negatives=1, relative_margin=0.03),
-        cache=DiskCache(tmp_path / "cache"),
-        options={
-            "llm_backend": "openai",
-            "llm_base_url": url,
-            "llm_model": "scripted",
-            "llm_api_key_env": "HARDNEG_UNSET_TEST_KEY",
-            "llm_per_query": 3,
-        }
-        | options,
+        MineSpec.model_validate(spec),
+        load_split(tiny_beir, "test"),
+        Workspace(tmp_path / "home"),
+        DiskCache(tmp_path / "cache"),
     )
 
 
@@ -91,8 +93,7 @@ def test_the_mine_pipeline_writes_llm_rows(tiny_beir: Path, tmp_path: Path) -> N
     with fake_openai(scripted) as server:
         job = job_for(tiny_beir, tmp_path, server.url)
         run = mine_llm(job)
-    request = MineRequest(data=str(tiny_beir), split="test", method="llm", filters=job.filters)
-    files, stats = write_run(tmp_path / "out", request, job, run)
+    files, stats = write_run(tmp_path / "out", str(tiny_beir), job, run)
     rows = list(read_mined(files["mined"]))
     assert [r.query_id for r in rows] == [r.query_id for r in run.rows]
     assert "false_negative_fraction" not in stats  # judged docs are never mined: removed
@@ -101,14 +102,14 @@ def test_the_mine_pipeline_writes_llm_rows(tiny_beir: Path, tmp_path: Path) -> N
 
 
 def test_job_options_are_validated(tiny_beir: Path, tmp_path: Path) -> None:
-    job = job_for(tiny_beir, tmp_path, "http://127.0.0.1:9/v1", llm_per_query="three")
-    with pytest.raises(ValueError, match="llm_per_query must be int"):
-        negative_config(job)
-    bad_backend = job_for(tiny_beir, tmp_path, "http://127.0.0.1:9/v1", llm_backend="gpt")
-    with pytest.raises(ValueError, match="llm_backend"):
-        mine_llm(bad_backend)
+    with pytest.raises(ValueError, match=r"llm\.per_query"):
+        job_for(tiny_beir, tmp_path, "http://127.0.0.1:9/v1", llm_per_query="three")
+    with pytest.raises(ValueError, match=r"backend\.backend"):
+        job_for(tiny_beir, tmp_path, "http://127.0.0.1:9/v1", llm_backend="gpt")
     good = job_for(tiny_beir, tmp_path, "x", llm_temperature=1)
     config = negative_config(good)
     assert config.sampling.temperature == 1.0 and config.relative_margin == 0.03
-    no_margins = replace(good, filters=FilterConfig(num_negatives=2))
+    no_margins = replace(
+        good, spec=good.spec.model_copy(update={"filters": FilterConfig(num_negatives=2)})
+    )
     assert negative_config(no_margins).relative_margin == 0.05  # the default answer check

@@ -12,14 +12,11 @@ from typer.testing import CliRunner
 from hardneg.core.negatives import read_mined
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
+from hardneg.miners.job import MINERS
 from hardneg.miners.output import LAYOUTS
+from hardneg.miners.spec import METHODS, MineSpec
 from hardneg.service.commands.mine import register
-from hardneg.service.pipelines.mine import (
-    MANIFEST_FILE,
-    METHODS,
-    MineRequest,
-    run_mining,
-)
+from hardneg.service.pipelines.mine import MANIFEST_FILE, run_mining
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
 from tests.test_miners import DOCS, QRELS, QUERIES
@@ -30,16 +27,15 @@ def data(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "animals", DOCS, QUERIES, QRELS, "train")
 
 
-def request_for(data: Path, **kwargs: object) -> MineRequest:
-    options: dict[str, object] = {"method": "bm25"} | kwargs
-    return MineRequest(data=str(data), split="train", **options)  # type: ignore[arg-type]
+def request_for(data: Path, **kwargs: object) -> MineSpec:
+    return MineSpec.model_validate({"method": "bm25", "split": "train"} | kwargs)
 
 
 def test_bm25_mining_writes_every_file_and_reuses_the_cache(data: Path, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     cache = DiskCache(tmp_path / "cache")
     request = request_for(data, filters=FilterConfig(num_negatives=2))
-    result = run_mining(request, settings, tmp_path / "out", cache=cache)
+    result = run_mining(request, str(data), settings, tmp_path / "out", cache=cache)
     expected = {
         "mined",
         "mined_meta",
@@ -63,7 +59,9 @@ def test_bm25_mining_writes_every_file_and_reuses_the_cache(data: Path, tmp_path
     assert manifest["files"]["triplet.parquet"] == "triplet.parquet"
     assert (cache.hits, cache.misses) == (0, 1)
 
-    again = run_mining(request, settings, tmp_path / "out", cache=cache)  # replaces its own output
+    again = run_mining(
+        request, str(data), settings, tmp_path / "out", cache=cache
+    )  # replaces its own output
     assert cache.hits == 1 and list(read_mined(again.files["mined"])) == rows
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
 
@@ -71,7 +69,7 @@ def test_bm25_mining_writes_every_file_and_reuses_the_cache(data: Path, tmp_path
 def test_a_cancelled_run_leaves_the_previous_output_untouched(data: Path, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     output = tmp_path / "out"
-    first = run_mining(request_for(data), settings, output)
+    first = run_mining(request_for(data), str(data), settings, output)
     before = first.files["mined"].read_bytes()
 
     class CancelledError(Exception):
@@ -83,7 +81,7 @@ def test_a_cancelled_run_leaves_the_previous_output_untouched(data: Path, tmp_pa
 
     changed = request_for(data, filters=FilterConfig(num_negatives=1))
     with pytest.raises(CancelledError):
-        run_mining(changed, settings, output, cancel_mid_write)
+        run_mining(changed, str(data), settings, output, cancel_mid_write)
     assert first.files["mined"].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["animals", "home", "out"]
 
@@ -93,17 +91,15 @@ def test_refuses_to_replace_a_folder_it_did_not_write(data: Path, tmp_path: Path
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not empty"):
-        run_mining(request_for(data), Settings(home=tmp_path / "home"), foreign)
+        run_mining(request_for(data), str(data), Settings(home=tmp_path / "home"), foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert not (foreign / MANIFEST_FILE).exists()
 
 
 def test_unknown_methods_are_named(data: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"'nope'.*bm25, cross-encoder, dense"):
-        run_mining(
-            request_for(data, method="nope"), Settings(home=tmp_path / "home"), tmp_path / "o"
-        )
-    assert {"bm25", "dense", "cross-encoder"} <= set(METHODS)
+    with pytest.raises(ValueError, match=r"(?s)method.*'bm25', 'dense', 'cross-encoder'"):
+        request_for(data, method="nope")
+    assert set(METHODS) == set(MINERS) >= {"bm25", "dense", "cross-encoder"}
 
 
 @pytest.fixture
@@ -144,7 +140,7 @@ def test_cli_mines_with_filter_flags(cli: typer.Typer, data: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--method", "magic"], "choose one of"),
+        (["--method", "magic"], "method: Input should be 'bm25'"),
         (["--layout", "pairs"], "pairs"),
         (["--num-negatives", "0"], "num_negatives"),
         (["--split", "dev"], "no qrels for split 'dev'"),

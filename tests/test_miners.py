@@ -20,6 +20,7 @@ from hardneg.miners.dense import dense_candidates, mine_dense
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
+from hardneg.miners.spec import MineSpec
 from tests.conftest import write_beir
 
 DOCS: list[dict[str, object]] = [
@@ -76,11 +77,13 @@ class Stages:
 
 
 def job_for(split: BeirSplit, root: Path, **kwargs: object) -> MiningJob:
+    device = kwargs.pop("device", None)
     return MiningJob(
-        split=split,
-        workspace=Workspace(root / "home"),
-        cache=DiskCache(root / "cache"),
-        **kwargs,  # type: ignore[arg-type]
+        MineSpec.model_validate(kwargs),
+        split,
+        Workspace(root / "home"),
+        DiskCache(root / "cache"),
+        device,  # type: ignore[arg-type]
     )
 
 

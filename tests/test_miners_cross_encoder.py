@@ -31,6 +31,7 @@ from hardneg.miners.dense import load_job_encoder
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
+from hardneg.miners.spec import MineSpec
 from tests.conftest import write_beir
 
 NUM_QUERIES = 12
@@ -158,16 +159,20 @@ def mining_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ce_job(
     scifact_subset: Path, model: Path, root: Path, denoise_margin: float | None = 0.0
 ) -> MiningJob:
-    return MiningJob(
-        split=load_split(scifact_subset, "train"),
-        workspace=Workspace(root / "home"),
+    spec = MineSpec(
+        method="cross-encoder",
         filters=FilterConfig(num_negatives=3),
-        cache=DiskCache(root / "cache"),
         cross_encoder=str(model),
         cross_encoder_max_length=CE_MAX_LENGTH,
         max_length=128,
         pool_depth=8,
         denoise_margin=denoise_margin,
+    )
+    return MiningJob(
+        spec,
+        load_split(scifact_subset, "train"),
+        Workspace(root / "home"),
+        DiskCache(root / "cache"),
     )
 
 
@@ -276,6 +281,6 @@ def test_denoise_margin_folds_into_the_absolute_margin() -> None:
 
 
 def test_the_cross_encoder_method_needs_a_model(scifact_subset: Path, tmp_path: Path) -> None:
-    job = MiningJob(split=load_split(scifact_subset, "train"), workspace=Workspace(tmp_path))
+    job = MiningJob(MineSpec(), load_split(scifact_subset, "train"), Workspace(tmp_path))
     with pytest.raises(ValueError, match="cross-encoder model"):
         mine_cross_encoder(job)

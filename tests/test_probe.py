@@ -14,7 +14,8 @@ from hardneg.miners.bm25 import mine_bm25
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
 from hardneg.miners.probe import count_returned, hide_positives
-from hardneg.service.pipelines.mine import MineRequest, false_negative_probe, run_mining
+from hardneg.miners.spec import MineSpec
+from hardneg.service.pipelines.mine import false_negative_probe, run_mining
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
 
@@ -49,7 +50,7 @@ def crystals(tmp_path: Path) -> Path:
 
 
 def _job(folder: Path, home: Path, filters: FilterConfig) -> MiningJob:
-    return MiningJob(load_split(folder, "train"), Workspace(home), filters)
+    return MiningJob(MineSpec(filters=filters), load_split(folder, "train"), Workspace(home))
 
 
 def test_hiding_is_seeded_per_query_and_only_for_queries_with_two_positives() -> None:
@@ -94,14 +95,13 @@ def test_mining_stats_report_the_probe_instead_of_a_judged_negative_count(
     crystals: Path, tmp_path: Path
 ) -> None:
     settings = Settings(home=tmp_path / "home")
-    request = MineRequest(
-        data=str(crystals),
+    request = MineSpec(
         method="bm25",
         filters=FilterConfig(num_negatives=1),
         layouts=("triplet",),
         formats=("jsonl",),
     )
-    result = run_mining(request, settings, tmp_path / "out")
+    result = run_mining(request, str(crystals), settings, tmp_path / "out")
     stats = json.loads(result.files["stats"].read_text())
     assert "false_negative_fraction" not in stats  # 0 by construction: removed
     probe = stats["false_negative_probe"]
@@ -111,6 +111,8 @@ def test_mining_stats_report_the_probe_instead_of_a_judged_negative_count(
 def test_a_split_without_double_positives_has_nothing_to_probe(tmp_path: Path) -> None:
     folder = write_beir(tmp_path / "tiny")
     split: BeirSplit = load_split(folder, "test")
-    job = MiningJob(split, Workspace(tmp_path / "home"), FilterConfig(num_negatives=1))
+    job = MiningJob(
+        MineSpec(filters=FilterConfig(num_negatives=1)), split, Workspace(tmp_path / "home")
+    )
     probe = false_negative_probe(mine_bm25, job, seed=0)
     assert probe["hidden_positives"] == 0 and probe["rate"] is None

@@ -28,12 +28,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from hardneg.core.atomic import atomic_path
-from hardneg.core.bm25 import BM25Params
 from hardneg.core.cache import cache_key
+from hardneg.miners.spec import MineSpec
 from hardneg.service.cache import RedisCache
-from hardneg.service.jobs.kinds.mine import MineParams
 from hardneg.service.jobs.services import Services
-from hardneg.service.pipelines.mine import MineRequest, run_mining
+from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
 from tests.test_reliability_faults import upload_beir, upload_scifact_slice
 from tests.test_service_pipelines import scifact_slice
@@ -85,15 +84,9 @@ def cache_counts(stack: Stack) -> tuple[float, float]:
 
 def solo_rows(stack: Stack, corpus_id: str, params: dict[str, Any], home: Path) -> list[Any]:
     """The mined rows of the same request computed in this process, from nothing."""
-    mine = MineParams(**params)
-    request = MineRequest(
-        data=str(stack.home / "corpora" / corpus_id),
-        split=mine.split,
-        method=mine.method,
-        filters=mine.filters(),
-        bm25=BM25Params(k1=mine.k1, b=mine.b),
-    )
-    result = run_mining(request, Settings(home=home), home / "out")
+    spec = MineSpec.model_validate(params)
+    data = str(stack.home / "corpora" / corpus_id)
+    result = run_mining(spec, data, Settings(home=home), home / "out")
     lines = result.files["mined"].read_text().splitlines()
     return [json.loads(line) for line in lines]
 

@@ -246,7 +246,9 @@ def validation_message(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "value"
-        lines.append(f"{where}: {error['msg']}")
+        given = error.get("input")
+        shown = "" if isinstance(given, Mapping | list | tuple) else f" (got {given!r})"
+        lines.append(f"{where}: {error['msg']}{shown}")
     return "; ".join(lines)
 
 

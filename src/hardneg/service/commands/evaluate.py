@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,8 +13,10 @@ from rich.table import Table
 from hardneg.core.metrics import METRIC_NAMES
 from hardneg.service.commands.spec_options import option, spec_command
 from hardneg.service.commands.tables import fit_table
-from hardneg.service.settings import Settings
 from hardneg.service.specs import RETRIEVERS, EvaluateSpec
+
+if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
+    from hardneg.service.settings import Settings
 
 console = Console()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -23,7 +23,9 @@ from hardneg.service.pipelines.experiment.report import (
     verdict_sentence,
 )
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
-from hardneg.service.settings import Settings
+
+if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
+    from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -84,8 +86,8 @@ def register(app: typer.Typer) -> None:
         EXTRA,
         defaults=lambda settings: {"llm": settings.llm_config()},
         doc="Compare BM25, dense, cross-encoder and LLM-written negatives against a control arm "
-        "without hard negatives on one corpus: the comparison stage is STAR (\"STAR, frozen "
-        "documents\" in the quick profile: the query tower against frozen document embeddings), "
+        'without hard negatives on one corpus: the comparison stage is STAR ("STAR, frozen '
+        'documents" in the quick profile: the query tower against frozen document embeddings), '
         "then ADORE as a second stage that draws its own negatives; paired tests over seeds "
         "decide what is significant.",
     )

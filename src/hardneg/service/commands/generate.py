@@ -12,11 +12,13 @@ from rich.table import Table
 
 from hardneg.service.commands.spec_options import Flag, option, spec_command
 from hardneg.service.commands.tables import key_value_table
-from hardneg.service.settings import Settings
 from hardneg.service.specs import GenerateSpec
 
-if TYPE_CHECKING:  # the pipeline (torch, faiss) loads when the command runs, not for --help
+if TYPE_CHECKING:
     from hardneg.service.pipelines.generate import GenerateQueriesResult
+    from hardneg.service.settings import (
+        Settings,  # the pipeline (torch, faiss) loads when the command runs, not for --help
+    )
 
 logger = logging.getLogger(__name__)
 console = Console()

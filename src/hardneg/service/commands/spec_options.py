@@ -15,13 +15,15 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from hardneg.core.spec import Section, build_spec, flat_fields, parse_assignments, read_spec_file
 from hardneg.service.commands.errors import reported
-from hardneg.service.settings import Settings
+
+if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
+    from hardneg.service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class Flag:
 
 
 Flags = Sequence[str | Flag]
-Run = Callable[[Any, Settings, dict[str, Any]], None]
-Defaults = Callable[[Settings], Mapping[str, object]]
+Run = Callable[[Any, "Settings", dict[str, Any]], None]
+Defaults = Callable[["Settings"], Mapping[str, object]]
 
 
 def _flag(entry: str | Flag) -> Flag:
@@ -124,6 +126,8 @@ def spec_command(
     ]
 
     def command(**values: Any) -> None:
+        from hardneg.service.settings import Settings
+
         home = values.pop("home")
         settings = Settings(home=home) if home else Settings()
         given = {f.field: values.pop(f.parameter) for f in chosen}

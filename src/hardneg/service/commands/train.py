@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -17,8 +17,10 @@ from rich.table import Table
 
 from hardneg.core.metrics import METRIC_NAMES
 from hardneg.service.commands.spec_options import Flag, spec_command
-from hardneg.service.settings import Settings
 from hardneg.trainers.config import TRAINER_KINDS, TrainerKind, TrainingConfig
+
+if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
+    from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 console = Console()

@@ -22,7 +22,6 @@ from hardneg.trainers.launch import trainer_for
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class TrainRequest:
     kind: TrainerKind
