@@ -79,11 +79,12 @@ def test_evaluate_job_end_to_end(stack: Stack, corpus_id: str, tmp_path: Path) -
     assert any("started on" in e for e in job["events"])
 
     # the service computes what the in-process pipeline computes
-    from hardneg.service.pipelines.evaluate import EvaluateRequest, run_evaluation
+    from hardneg.service.pipelines.evaluate import run_evaluation
+    from hardneg.service.specs import EvaluateSpec
     from hardneg.service.settings import Settings
 
     local = run_evaluation(
-        EvaluateRequest(data=str(write_beir(tmp_path / "tiny"))), Settings(home=tmp_path)
+        EvaluateSpec(), str(write_beir(tmp_path / "tiny")), Settings(home=tmp_path)
     )
     assert job["stats"]["metrics"] == pytest.approx(local.evaluation.mean)
 

@@ -15,7 +15,8 @@ from hardneg.core.beir import load_split
 from hardneg.core.encoders import load_encoder, model_fingerprint
 from hardneg.core.negatives import MinedQuery, write_mined
 from hardneg.core.workspace import Workspace
-from hardneg.service.pipelines.evaluate import EvaluateRequest, run_evaluation
+from hardneg.service.pipelines.evaluate import run_evaluation
+from hardneg.service.specs import EvaluateSpec
 from hardneg.service.settings import Settings
 from hardneg.trainers.adore import train_adore
 from hardneg.trainers.baseline import train_baseline
@@ -122,8 +123,8 @@ def test_adore_trains_only_the_query_side_and_saves_the_pair(setup: dict[str, Pa
     assert info["config"]["adore"]["top_k"] == 4
     # `hardneg evaluate --model <adore folder>` encodes each side with its own encoder
     settings = Settings(home=setup["root"] / "ws")
-    request = EvaluateRequest(data=str(setup["data"]), retriever="dense", model=str(output))
-    served = run_evaluation(request, settings)
+    request = EvaluateSpec(retriever="dense", model=str(output))
+    served = run_evaluation(request, str(setup["data"]), settings)
     direct = evaluate_dense(
         load_split(setup["data"], "test"), doc_model, Workspace(setup["root"] / "ws"),
         query_model=query_model,
