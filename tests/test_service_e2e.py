@@ -80,8 +80,8 @@ def test_evaluate_job_end_to_end(stack: Stack, corpus_id: str, tmp_path: Path) -
 
     # the service computes what the in-process pipeline computes
     from hardneg.service.pipelines.evaluate import run_evaluation
-    from hardneg.service.specs import EvaluateSpec
     from hardneg.service.settings import Settings
+    from hardneg.service.specs import EvaluateSpec
 
     local = run_evaluation(
         EvaluateSpec(), str(write_beir(tmp_path / "tiny")), Settings(home=tmp_path)

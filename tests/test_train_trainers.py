@@ -16,8 +16,8 @@ from hardneg.core.encoders import load_encoder, model_fingerprint
 from hardneg.core.negatives import MinedQuery, write_mined
 from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.evaluate import run_evaluation
-from hardneg.service.specs import EvaluateSpec
 from hardneg.service.settings import Settings
+from hardneg.service.specs import EvaluateSpec
 from hardneg.trainers.adore import train_adore
 from hardneg.trainers.baseline import train_baseline
 from hardneg.trainers.checkpoint import list_checkpoints, load_checkpoint
