@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hardneg.core.negatives import GENERATED_PREFIX
@@ -268,14 +267,3 @@ class DropReport:
             },
             "examples": self.examples,
         }
-
-
-def merge_reports(reports: Iterable[DropReport]) -> DropReport:
-    merged = DropReport()
-    for report in reports:
-        merged.kept += report.kept
-        merged.dropped.update(report.dropped)
-        for reason, shown in report.examples.items():
-            room = merged.max_examples - len(merged.examples.get(reason, []))
-            merged.examples.setdefault(reason, []).extend(shown[: max(room, 0)])
-    return merged

@@ -13,17 +13,11 @@ from fastapi import Depends, Header, Request
 from hardneg.service.api.job_reads import JobReader
 from hardneg.service.api.security import Principal, require_api_key
 from hardneg.service.jobs.services import Services
-from hardneg.service.settings import Settings
 
 
 async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.services.settings
-    return settings
 
 
 async def get_job_reader(request: Request) -> JobReader:
@@ -36,7 +30,6 @@ async def get_job_reader(request: Request) -> JobReader:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 JobReaderDep = Annotated[JobReader, Depends(get_job_reader)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 PrincipalDep = Annotated[Principal, Depends(require_api_key)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=255, description="replay-safe retries")

@@ -138,7 +138,8 @@ def spec_command(
             parse_assignments(assignments or []),
             {name: value for name, value in given.items() if value is not None},
         ]
-        run(build_spec(spec, layers, "command line"), settings, values)
+        source = f"{config} and the command line" if config is not None else "command line"
+        run(build_spec(spec, layers, source), settings, values)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
