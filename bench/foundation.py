@@ -97,7 +97,7 @@ def main() -> None:
         "dataset": "scifact",
         "split": "test",
         "num_queries": len(query_ids),
-        "bm25": {**bm25.evaluation.mean, "params": vars(BM25Params())},
+        "bm25": {**bm25.evaluation.mean, "params": BM25Params().model_dump()},
         "dense_zero_shot": {**dense.evaluation.mean, "model": "all-MiniLM-L6-v2"},
         "bm25_speedup_vs_rank_bm25": throughput["speedup"],
         "bm25_throughput": throughput,

@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from hardneg.miners.dense import mine_dense
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import normalize_text
 from hardneg.miners.job import MiningJob
+from hardneg.miners.spec import MineSpec
 
 logger = logging.getLogger("bench.mining")
 REPO = Path(__file__).resolve().parents[1]
@@ -90,13 +90,8 @@ def st_mine(split: BeirSplit) -> tuple[Clock, dict[str, set[str]]]:
 def bench_dense(split: BeirSplit, work: Path) -> tuple[dict[str, object], Path]:
     st_clock, st_negatives = st_mine(split)
     home = work / "dense-home"
-    job = MiningJob(
-        split,
-        Workspace(home),
-        FILTERS,
-        DiskCache(work / "dense-cache"),
-        batch_size=OUR_BATCH,
-    )
+    spec = MineSpec(method="dense", filters=FILTERS, batch_size=OUR_BATCH)
+    job = MiningJob(spec, split, Workspace(home), DiskCache(work / "dense-cache"))
     with clock() as cold:
         run = mine_dense(job)
     with clock() as warm:
@@ -171,21 +166,25 @@ def bench_cross_encoder(
     folder = work / "cross-encoder"
     with clock() as trained:
         train_cross_encoder(subset(split, train_ids), folder)
-    job = MiningJob(
-        subset(split, mine_ids),
-        Workspace(home),  # the dense run's corpus embeddings are reused, not re-encoded
-        FILTERS,
-        DiskCache(work / "ce-cache"),
+    spec = MineSpec(
+        method="cross-encoder",
+        filters=FILTERS,
         cross_encoder=str(folder),
         cross_encoder_max_length=256,
         batch_size=OUR_BATCH,
         pool_depth=10,
     )
+    job = MiningJob(
+        spec,
+        subset(split, mine_ids),
+        Workspace(home),  # the dense run's corpus embeddings are reused, not re-encoded
+        DiskCache(work / "ce-cache"),
+    )
     with clock() as mined:
         run = mine_cross_encoder(job)
     return {
         "queries": n_queries,
-        "pool_depth": job.pool_depth,
+        "pool_depth": spec.pool_depth,
         "train": trained.to_json(),
         "mine": mined.to_json(),
         "negative_sources": run.provenance.get("negative_sources"),
@@ -242,7 +241,7 @@ def run(data: Path, ce_queries: int, repeats: int) -> dict[str, object]:
         "dense_negative_overlap_with_st": dense["negative_overlap_with_st"],
         "dense_warm_speedup": dense["warm_speedup"],
         "false_negative_probe": probe,
-        "filters": asdict(FILTERS),
+        "filters": FILTERS.model_dump(),
         "model": "all-MiniLM-L6-v2",
         "dataset": {"name": "scifact", "split": "train", "queries": len(split.queries)},
         "bm25": bm25,

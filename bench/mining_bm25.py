@@ -43,6 +43,7 @@ from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import normalize_text
 from hardneg.miners.job import MinedRun, MiningJob
 from hardneg.miners.selection import select_from_candidates
+from hardneg.miners.spec import MineSpec
 
 UNTIMED = (
     "shared, not timed: tokenizing the corpus with one tokenizer (bm25s's, English stopwords, "
@@ -157,7 +158,8 @@ def bench_bm25(split: BeirSplit, work: Path, repeats: int) -> dict[str, object]:
         time_side(theirs, their_candidates, "rank_bm25", split)
     load_after = os.getloadavg()
     with clock() as product:  # the product path from nothing: tokenizing, index saved to disk
-        job = MiningJob(split, Workspace(work / "bm25-home"), FILTERS, DiskCache(work / "c1"))
+        spec = MineSpec(filters=FILTERS)
+        job = MiningJob(spec, split, Workspace(work / "bm25-home"), DiskCache(work / "c1"))
         run = mine_bm25(job)
     assert ours.run is not None and theirs.run is not None and run.rows == ours.run.rows
     theirs_negatives = {r.query: {normalize_text(t) for t in r.negatives} for r in theirs.run.rows}

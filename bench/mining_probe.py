@@ -15,7 +15,6 @@ documents:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from hardneg.core.beir import BeirSplit
@@ -24,8 +23,9 @@ from hardneg.miners.bm25 import mine_bm25
 from hardneg.miners.cross_encoder import mine_cross_encoder
 from hardneg.miners.dense import mine_dense
 from hardneg.miners.filters import FilterConfig
-from hardneg.miners.job import MiningJob
+from hardneg.miners.job import MinerFn, MiningJob
 from hardneg.miners.probe import hide_positives
+from hardneg.miners.spec import Method, MineSpec
 from hardneg.service.pipelines.mine import false_negative_probe
 
 NEGATIVES = 5
@@ -41,31 +41,41 @@ def bench_probe(
     split: BeirSplit, home: Path, work: Path, cross_encoder: Path | None
 ) -> dict[str, object]:
     """Probe rates per method and setting; ``home`` holds the dense run's corpus embeddings."""
-    job = MiningJob(split, Workspace(home), batch_size=64)
+    workspace = Workspace(home)
+
+    def job(method: Method, filters: FilterConfig, **spec: object) -> MiningJob:
+        return MiningJob(
+            MineSpec.model_validate(
+                {"method": method, "filters": filters, "batch_size": 64, **spec}
+            ),
+            split,
+            workspace,
+        )
+
     result: dict[str, object] = {
         "queries_probed": len(hide_positives(split.qrels, SEED, split.queries).hidden),
         "seed": SEED,
         "negatives_per_query": NEGATIVES,
     }
-    for method, miner in (("bm25", mine_bm25), ("dense", mine_dense)):
+    miners: tuple[tuple[Method, MinerFn], ...] = (("bm25", mine_bm25), ("dense", mine_dense))
+    for method, miner in miners:
         result[method] = {
-            name: false_negative_probe(miner, replace(job, filters=filters), SEED)
+            name: false_negative_probe(miner, job(method, filters), SEED)
             for name, filters in SETTINGS.items()
         }
     if cross_encoder is not None:
-        ce_job = replace(
-            job,
-            filters=SETTINGS["no_filter"],
-            cross_encoder=str(cross_encoder),
-            cross_encoder_max_length=256,
-            pool_depth=10,
-        )
+        ce = {
+            "cross_encoder": str(cross_encoder),
+            "cross_encoder_max_length": 256,
+            "pool_depth": 10,
+        }
+        no_filter = SETTINGS["no_filter"]
         result["cross-encoder"] = {
-            "denoise": false_negative_probe(
-                mine_cross_encoder, replace(ce_job, denoise_margin=0.0), SEED
-            ),
-            "no_denoise": false_negative_probe(
-                mine_cross_encoder, replace(ce_job, denoise_margin=None), SEED
-            ),
+            name: false_negative_probe(
+                mine_cross_encoder,
+                job("cross-encoder", no_filter, denoise_margin=margin, **ce),
+                SEED,
+            )
+            for name, margin in (("denoise", 0.0), ("no_denoise", None))
         }
     return result

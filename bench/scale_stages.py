@@ -20,7 +20,8 @@ import numpy as np
 
 from hardneg.core.beir import find_corpus_file, load_corpus, load_split
 from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.dense import DenseIndex, DenseIndexConfig, IndexKind
+from hardneg.core.dense import DenseIndex
+from hardneg.core.index_params import DenseIndexConfig, IndexKind
 from hardneg.miners.bm25 import search_candidates
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.selection import select_from_candidates

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -22,7 +23,8 @@ from hardneg.service.cli import app
 from hardneg.service.commands.experiment import comparison_table
 from hardneg.service.pipelines.experiment.data import split_roles
 from hardneg.service.pipelines.experiment.profiles import get_profile
-from hardneg.service.pipelines.experiment.run import ExperimentRequest, run_experiment
+from hardneg.service.pipelines.experiment.request import ExperimentSpec
+from hardneg.service.pipelines.experiment.run import run_experiment
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
 
@@ -108,9 +110,7 @@ def finished(scifact_slice: Path, settings: Settings, tmp_path_factory: pytest.T
     kept = test_qrels.read_bytes()
     test_qrels.write_text("this is not a qrels file\n")
     output = tmp_path_factory.mktemp("experiment") / "report"
-    request = ExperimentRequest(
-        data=str(source), profile=get_profile("quick", **SMALL), seed=3, seeds=SEEDS
-    )
+    request = ExperimentSpec(data=str(source), overrides=SMALL, seed=3, seeds=SEEDS)
     with pytest.raises(DataError, match=r"test\.tsv"):
         run_experiment(request, settings, output)
     trained_first = sorted(p.name for p in (output / "stages").glob("train-*.json"))
@@ -231,9 +231,8 @@ def test_generated_queries_train_every_arm_even_with_a_train_split(
 ) -> None:
     output = tmp_path / "report"
     small = SMALL | {"generate_passages": 24, "eval_steps": 0, "val_queries": 2}
-    profile = get_profile("quick", **small)
-    request = ExperimentRequest(
-        data=str(scifact_slice), profile=profile, methods=("bm25",), seed=3, seeds=1,
+    request = ExperimentSpec(
+        data=str(scifact_slice), overrides=small, methods=("bm25",), seed=3, seeds=1,
         queries="generated",
     )  # fmt: skip
     result = run_experiment(request, settings, output)
@@ -260,10 +259,8 @@ def test_a_corpus_without_training_queries_gets_llm_written_ones(
     source = tmp_path / "no-train"
     shutil.copytree(scifact_slice, source)
     (source / "qrels" / "train.tsv").unlink()
-    profile = get_profile("quick", **SMALL | {"generate_passages": 16, "eval_steps": 0})
-    request = ExperimentRequest(
-        data=str(source), profile=profile, methods=("bm25",), seed=3, seeds=1
-    )
+    small = SMALL | {"generate_passages": 16, "eval_steps": 0}
+    request = ExperimentSpec(data=str(source), overrides=small, methods=("bm25",), seed=3, seeds=1)
     result = run_experiment(request, settings, tmp_path / "report")
     assert result.report["budget"]["generated_training_queries"] is True
     assert result.report["false_negative_probe"]["bm25"]["hidden_positives"] >= 0
@@ -318,8 +315,10 @@ def test_the_comparison_table_fits_80_columns(finished) -> None:
 
 
 def test_unknown_methods_and_profiles_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown or no methods"):
-        ExperimentRequest(methods=("bm25", "tf-idf"))
+    with pytest.raises(ValidationError, match="methods"):
+        ExperimentSpec(methods=("bm25", "tf-idf"))
+    with pytest.raises(ValidationError, match="profile"):
+        ExperimentSpec(profile="huge")
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown profile field"):

@@ -117,3 +117,14 @@ def test_the_llm_backend_is_the_servers_and_reaches_every_kind_that_uses_one() -
                 source = Path(__import__(kind.run.split(":")[0], fromlist=["x"]).__file__)
                 assert f'"{field_name}": settings.llm_config()' in source.read_text(), name
     assert set(users) == {"mine", "generate", "experiment"}
+
+
+def test_an_experiment_can_override_every_profile_field_but_its_name() -> None:
+    from dataclasses import fields
+
+    from hardneg.service.pipelines.experiment.profiles import Profile
+    from hardneg.service.pipelines.experiment.request import ExperimentSpec, ProfileOverrides
+
+    assert set(ProfileOverrides.model_fields) == {f.name for f in fields(Profile)} - {"name"}
+    spec = build_spec(ExperimentSpec, [parse_assignments(["overrides.generate_passages=7"])])
+    assert spec.recipe.generate_passages == 7 and spec.recipe.star_steps == 40

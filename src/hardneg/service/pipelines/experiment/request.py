@@ -20,18 +20,32 @@ from hardneg.service.pipelines.experiment.profiles import (
 
 
 class ProfileOverrides(Spec):
-    """Smaller (or larger) budgets than the named profile's, for trial runs."""
+    """Smaller (or larger) budgets than the named profile's, for trial runs: any field of
+    :class:`Profile` but its name (``tests/test_specs.py`` checks that they match)."""
 
     train_queries: int | None = Field(None, ge=1, le=1_000_000)
-    num_negatives: int | None = Field(None, ge=1, le=64)
-    batch_size: int | None = Field(None, ge=1, le=1024)
-    star_steps: int | None = Field(None, ge=1, le=100_000)
-    adore_steps: int | None = Field(None, ge=1, le=100_000)
-    eval_steps: int | None = Field(None, ge=0, le=100_000)
     val_queries: int | None = Field(None, ge=0, le=1_000_000)
+    num_negatives: int | None = Field(None, ge=1, le=64)
+    pool_depth: int | None = Field(None, ge=1, le=1000)
+    freeze_documents: bool | None = None
+    batch_size: int | None = Field(None, ge=1, le=1024)
+    negatives_per_step: int | None = Field(None, ge=1, le=64)
+    star_steps: int | None = Field(None, ge=1, le=100_000)
+    star_learning_rate: float | None = Field(None, gt=0, le=1)
+    adore_steps: int | None = Field(None, ge=1, le=100_000)
+    adore_learning_rate: float | None = Field(None, gt=0, le=1)
+    adore_top_k: int | None = Field(None, ge=1, le=10_000)
+    max_doc_length: int | None = Field(None, ge=8, le=8192)
+    eval_steps: int | None = Field(None, ge=0, le=100_000)
+    seeds: int | None = Field(None, ge=1, le=20)
     reranker_queries: int | None = Field(None, ge=1, le=1_000_000)
     reranker_steps: int | None = Field(None, ge=1, le=100_000)
+    reranker_learning_rate: float | None = Field(None, gt=0, le=1)
+    reranker_negatives: int | None = Field(None, ge=1, le=64)
+    reranker_max_length: int | None = Field(None, ge=8, le=8192)
     llm_max_tokens: int | None = Field(None, ge=8, le=1024)
+    llm_max_positive_chars: int | None = Field(None, ge=1, le=100_000)
+    generate_passages: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class ExperimentSpec(Spec):
