@@ -10,16 +10,15 @@ import pytest
 
 from hardneg.core.beir import BeirSplit, Corpus, Document
 from hardneg.miners.candidates import CandidateLists
-from hardneg.miners.filters import (
+from hardneg.miners.filters import FilterConfig, normalize_text
+from hardneg.miners.selection import select_from_candidates
+from tests.filters_reference import (
     Candidate,
-    FilterConfig,
     QueryPool,
-    normalize_text,
     score_rejection,
     select_negatives,
     text_key,
 )
-from hardneg.miners.selection import select_from_candidates
 
 
 def make_pool(

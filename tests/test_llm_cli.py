@@ -105,8 +105,8 @@ def test_llama_cpp_backend_end_to_end(tiny_beir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--backend", "gpt"], "choose one of"),
-        (["--round-trip", "splade"], "choose bm25 or dense"),
+        (["--backend", "gpt"], "llm.backend: Input should be 'llama_cpp' or 'openai'"),
+        (["--round-trip", "splade"], "round_trip: Input should be 'bm25' or 'dense'"),
         (["--backend", "openai"], "needs a model name"),
         (["--prompt-file", "/nonexistent/prompt.toml"], "prompt file not found"),
     ],

@@ -1,7 +1,7 @@
 """The array filters of ``select_from_candidates`` against the one-query reference.
 
-``miners.filters.select_negatives`` is the reference (tests/test_filters.py checks it by hand);
-the batch version must pick the same negatives in the same order, count the same removals and
+``tests/filters_reference.select_negatives`` is the reference (tests/test_filters.py checks it by
+hand); the batch version must pick the same negatives in the same order, count the same removals and
 report the same short and skipped queries, for random pools and every filter option.
 """
 
@@ -21,17 +21,14 @@ from hardneg.miners.filters import (
     OTHER_SPACE,
     PREFIX_BYTES,
     REMOVAL_REASONS,
-    Candidate,
     FilterConfig,
-    QueryPool,
     normalize_text,
-    select_negatives,
     squeezed_prefix,
     squeezed_text,
-    text_key,
 )
 from hardneg.miners.job import merge_counts
 from hardneg.miners.selection import select_from_candidates
+from tests.filters_reference import Candidate, QueryPool, select_negatives, text_key
 
 LONG = " ".join(f"Word{i}" for i in range(60))  # squeezed, far longer than its prefix key
 # texts that collide after normalisation (case, runs of whitespace) and one query's own text

@@ -1,9 +1,10 @@
 """Turn cached candidate lists into mined rows by running the shared filters on all queries at once.
 
-The filters are those of ``miners.filters`` (whose ``select_negatives`` is the one-query
-reference); here they run as array operations over the (queries x depth) candidate lists, with
-identical results: the same negatives in the same order, and the same removal counts.
-tests/test_selection_batch.py checks that equivalence on random pools and every option.
+The filters are those described in ``miners.filters``; this is their one production
+implementation, as array operations over the (queries x depth) candidate lists, for every method
+(the ``llm`` method's generated texts included). ``tests/filters_reference.py`` runs them one
+query at a time, readably; tests/test_selection_batch.py checks both give the same negatives in
+the same order and the same removal counts on random pools and every option.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class Selected:
 def _score_reasons(
     scores: npt.NDArray[np.float64], lowest: npt.NDArray[np.float64], config: FilterConfig
 ) -> list[tuple[str, Mask]]:
-    """Step 3's tests (``score_rejection``) as masks, in the order the reasons are counted."""
+    """Step 3's tests as masks, in the order the reasons are counted."""
     p = lowest[:, None]
     tests: list[tuple[str, Mask]] = []
     if config.absolute_margin is not None:

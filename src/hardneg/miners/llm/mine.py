@@ -7,21 +7,25 @@ first N queries only, the prompt file or built-in variant, sampling, the positiv
 The job's bi-encoder spots near-duplicates of the positives; the job's cross-encoder, when given,
 else the bi-encoder, is the scorer that decides whether a passage answers the query (with the
 job's margins, or a 5% relative margin when none is set). The survivors then go through the
-shared filters (:func:`hardneg.miners.filters.select_negatives`) like every other method's
-candidates, so ``num_negatives``, ``sampling``, ``min_negatives`` and the score filters apply.
+shared filters (:func:`hardneg.miners.selection.select_from_candidates`) like every other
+method's candidates, so ``num_negatives``, ``sampling``, ``min_negatives`` and the score
+filters apply.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 
+import numpy as np
+
+from hardneg.core.beir import BeirSplit, Corpus, Document
 from hardneg.core.encoders import DEFAULT_MODEL, load_encoder
 from hardneg.core.negatives import MinedQuery
 from hardneg.core.progress import Progress, no_progress
+from hardneg.miners.candidates import CandidateLists
 from hardneg.miners.cross_encoder import load_cross_encoder
-from hardneg.miners.filters import Candidate, FilterConfig, QueryPool, select_negatives
 from hardneg.miners.job import FilterReport, MinedRun, MiningJob, merge_counts
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
@@ -37,6 +41,7 @@ from hardneg.miners.llm.negatives import (
     split_positives,
 )
 from hardneg.miners.llm.prompts import negative_template
+from hardneg.miners.selection import select_from_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -62,51 +67,70 @@ def negative_config(job: MiningJob) -> NegativeGenConfig:
     )
 
 
+def _candidate_lists(
+    job: MiningJob, rows: Sequence[MinedQuery]
+) -> tuple[BeirSplit, CandidateLists]:
+    """The generated negatives as candidate lists over a corpus of the rows' own texts (their
+    positives and negatives), so that the shared filters read them like any miner's."""
+    texts: dict[str, str] = {}
+    for row in rows:
+        texts.update(zip(row.positive_ids, row.positives, strict=True))
+        texts.update(zip(row.negative_ids, row.negatives, strict=True))
+    corpus = Corpus.from_documents([Document(doc_id, "", text) for doc_id, text in texts.items()])
+    depth = max((len(row.negative_ids) for row in rows), default=0)
+    positions = np.full((len(rows), depth), -1, dtype=np.int32)
+    scores = np.zeros((len(rows), depth), dtype=np.float32)
+    for i, row in enumerate(rows):
+        count = len(row.negative_ids)
+        positions[i, :count] = [corpus.position(doc_id) for doc_id in row.negative_ids]
+        scores[i, :count] = [float(score or 0.0) for score in row.negative_scores]
+    lists = CandidateLists(
+        tuple(row.query_id for row in rows),
+        positions,
+        scores,
+        tuple(row.positive_ids for row in rows),
+        tuple(tuple(float(s or 0.0) for s in row.positive_scores) for row in rows),
+    )
+    queries = {row.query_id: row.query for row in rows}
+    qrels = {query_id: dict(job.split.qrels.get(query_id, {})) for query_id in queries}
+    return BeirSplit(job.split.name, corpus, queries, qrels), lists
+
+
+def _chosen(row: MinedQuery, negative_ids: Sequence[str]) -> MinedQuery:
+    """``row`` with the negatives the filters kept (texts and scores as generated)."""
+    chosen = set(negative_ids)
+    keep = [i for i, doc_id in enumerate(row.negative_ids) if doc_id in chosen]
+    return replace(
+        row,
+        negative_ids=tuple(row.negative_ids[i] for i in keep),
+        negatives=tuple(row.negatives[i] for i in keep),
+        negative_scores=tuple(row.negative_scores[i] for i in keep),
+    )
+
+
 def _select(
-    job: MiningJob, generation: NegativeGeneration, filters: FilterConfig
-) -> tuple[list[MinedQuery], list[Mapping[str, int]], list[str], list[str]]:
-    rows, removed, skipped, short = [], [], [], []
-    for row in generation.rows:
-        pool = QueryPool.from_texts(
-            row.query_id,
-            row.query,
-            {
-                doc_id: (float(score or 0.0), text)
-                for doc_id, score, text in zip(
-                    row.positive_ids, row.positive_scores, row.positives, strict=True
-                )
-            },
-            [
-                Candidate.from_text(doc_id, float(score or 0.0), text)
-                for doc_id, score, text in zip(
-                    row.negative_ids, row.negative_scores, row.negatives, strict=True
-                )
-            ],
-            frozenset(job.split.qrels.get(row.query_id, {})),
-        )
-        selection = select_negatives(pool, filters, max(len(row.positive_ids), 1))
-        removed.append(selection.removed)
-        chosen = {c.doc_id for c in selection.negatives}
-        if len(chosen) < filters.min_negatives:
-            skipped.append(row.query_id)
-            continue
-        if len(chosen) < filters.num_negatives:
-            short.append(row.query_id)
-        keep = [i for i, doc_id in enumerate(row.negative_ids) if doc_id in chosen]
-        rows.append(
-            MinedQuery(
-                query_id=row.query_id,
-                query=row.query,
-                positive_ids=row.positive_ids,
-                positives=row.positives,
-                positive_scores=row.positive_scores,
-                negative_ids=tuple(row.negative_ids[i] for i in keep),
-                negatives=tuple(row.negatives[i] for i in keep),
-                negative_scores=tuple(row.negative_scores[i] for i in keep),
-                method=METHOD,
-            )
-        )
-    return rows, removed, skipped, short
+    job: MiningJob, generation: NegativeGeneration, num_queries: int
+) -> tuple[tuple[MinedQuery, ...], FilterReport]:
+    """The shared filters (:func:`hardneg.miners.selection.select_from_candidates`) over the
+    generated negatives; the report also counts what generation dropped and skipped."""
+    filters = job.spec.filters
+    selected = select_from_candidates(*_candidate_lists(job, generation.rows), filters, METHOD)
+    by_query = {row.query_id: row for row in generation.rows}
+    rows = tuple(_chosen(by_query[row.query_id], row.negative_ids) for row in selected.rows)
+    report = selected.report
+    skipped = {k: list(v) for k, v in report.skipped_ids.items()}
+    if generation.skipped_queries:
+        skipped.setdefault("too_few_negatives", []).extend(generation.skipped_queries)
+    return rows, FilterReport(
+        num_queries=num_queries,
+        num_negatives=filters.num_negatives,
+        full=report.full,
+        short=report.short,
+        skipped={reason: len(ids) for reason, ids in skipped.items()},
+        removed=merge_counts([dict(generation.report.dropped), report.removed]),
+        skipped_ids={reason: tuple(ids) for reason, ids in skipped.items()},
+        short_ids=report.short_ids,
+    )
 
 
 def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
@@ -136,19 +160,7 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
             progress,
         )
         fingerprint = client.fingerprint
-    rows, removed, too_few, short = _select(job, generation, job.spec.filters)
-    skipped = {"too_few_negatives": [*generation.skipped_queries, *too_few]}
-    skipped = {reason: ids for reason, ids in skipped.items() if ids}
-    report = FilterReport(
-        num_queries=len(items),
-        num_negatives=job.spec.filters.num_negatives,
-        full=len(rows) - len(short),
-        short=len(short),
-        skipped={reason: len(ids) for reason, ids in skipped.items()},
-        removed=merge_counts([dict(generation.report.dropped), *removed]),
-        skipped_ids={reason: tuple(ids) for reason, ids in skipped.items()},
-        short_ids=tuple(short),
-    )
+    rows, report = _select(job, generation, len(items))
     provenance: dict[str, object] = {
         "llm": backend.describe() | {"fingerprint": fingerprint},
         "prompt": {"name": template.name, "version": template.version},
@@ -159,4 +171,4 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
         "cross_encoder": job.spec.cross_encoder,
         "model": job.spec.model or DEFAULT_MODEL,
     }
-    return MinedRun(METHOD, tuple(rows), report, provenance)
+    return MinedRun(METHOD, rows, report, provenance)
