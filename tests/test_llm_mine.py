@@ -15,7 +15,7 @@ from hardneg.core.workspace import Workspace
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
-from hardneg.miners.llm.mine import mine_llm, negative_config
+from hardneg.miners.llm.miner import mine_llm, negative_config
 from hardneg.miners.spec import MineSpec
 from hardneg.service.pipelines.mine import write_run
 from tests.test_llm_fakes import Reply, fake_openai, user_text

@@ -253,7 +253,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 def process_cache(services: Services, claim_seconds: float) -> RedisCache:
     """The cache as another process sees it (its own claims)."""
-    return RedisCache(services.raw, services.raw, services.keys, 60, claim_seconds)
+    return RedisCache(services.raw, services.raw, services.keys.namespace, 60, claim_seconds)
 
 
 def test_a_value_being_computed_is_waited_for_not_computed_again(services: Services) -> None:

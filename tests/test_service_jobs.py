@@ -13,7 +13,12 @@ from rq.job import Job
 from hardneg.core.cache import Cache, cache_key
 from hardneg.service.cache import RedisCache
 from hardneg.service.jobs.artifacts import publish, read_page, remove_temp_files
-from hardneg.service.jobs.progress import JobCancelled, JobProgress, JobSupersededError, LeaseKeeper
+from hardneg.service.jobs.job_progress import (
+    JobCancelled,
+    JobProgress,
+    JobSupersededError,
+    LeaseKeeper,
+)
 from hardneg.service.jobs.records import JobRecord, new_job_id
 from hardneg.service.jobs.recovery import reap, recover
 from hardneg.service.jobs.runner import _start
@@ -140,8 +145,10 @@ def test_redis_cache_is_a_core_cache_with_ttl_and_shared_counters(services: Serv
     assert cache.get(key) is None
     cache.set(key, b"\x00payload")
     assert cache.get(key) == b"\x00payload"
-    assert 0 < int(services.raw.ttl(services.keys.cache(key))) <= 60
-    other = RedisCache(services.raw, services.raw, services.keys, 60)  # another process, same Redis
+    assert 0 < int(services.raw.ttl(services.cache.keys.value(key))) <= 60
+    other = RedisCache(
+        services.raw, services.raw, services.keys.namespace, 60
+    )  # another process, same Redis
     assert other.get(key) == b"\x00payload"
     assert other.get(cache_key("llm", {"prompt": "x"})) is None
     assert other.counters() == {"candidates": (2, 1), "llm": (0, 1)}

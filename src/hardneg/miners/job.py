@@ -83,7 +83,7 @@ MINERS: dict[Method, str] = {
     "bm25": "hardneg.miners.bm25:mine_bm25",
     "dense": "hardneg.miners.dense:mine_dense",
     "cross-encoder": "hardneg.miners.cross_encoder:mine_cross_encoder",
-    "llm": "hardneg.miners.llm.mine:mine_llm",
+    "llm": "hardneg.miners.llm.miner:mine_llm",
 }
 
 

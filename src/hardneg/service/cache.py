@@ -26,10 +26,9 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 import redis
-
-from hardneg.service.jobs.keys import Keys
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +48,29 @@ return 0
 """
 
 
+VALUE_PREFIX = "cache:"  # string with TTL: one cached value
+CLAIM_PREFIX = "cache-claim:"  # string with TTL: token of the process computing a value
+STATS_KEY = "stats:cache"  # hash: "<namespace>:hits" / "<namespace>:misses" -> count
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    """The cache's Redis keys under the service's namespace (``settings.redis_prefix``); the
+    jobs' and corpora's are :class:`hardneg.service.jobs.keys.Keys`."""
+
+    namespace: str
+
+    def value(self, key: str) -> str:
+        return f"{self.namespace}:{VALUE_PREFIX}{key}"
+
+    def claim(self, key: str) -> str:
+        return f"{self.namespace}:{CLAIM_PREFIX}{key}"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.namespace}:{STATS_KEY}"
+
+
 def namespace_of(key: str) -> str:
     return key.split(":", 1)[0] if ":" in key else "default"
 
@@ -60,13 +82,13 @@ class RedisCache:
         self,
         values: redis.Redis,
         stats: redis.Redis,
-        keys: Keys,
+        namespace: str,
         ttl_seconds: int,
         claim_seconds: float = 30.0,
     ) -> None:
         self._values = values  # may be a dedicated, evicting Redis
         self._stats = stats  # the main Redis: counters and claims survive evictions
-        self._keys = keys
+        self.keys = CacheKeys(namespace)
         self.ttl_seconds = ttl_seconds
         self._claim_ms = max(int(claim_seconds * 1000), 100)
         self._claims: dict[str, str] = {}  # cache key -> our token
@@ -95,7 +117,7 @@ class RedisCache:
 
     def set(self, key: str, value: bytes) -> None:
         try:
-            self._values.set(self._keys.cache(key), value, ex=self.ttl_seconds)
+            self._values.set(self.keys.value(key), value, ex=self.ttl_seconds)
         except redis.RedisError:
             logger.warning("cache write failed for namespace %s", namespace_of(key), exc_info=True)
         self._release(key)
@@ -111,7 +133,7 @@ class RedisCache:
             held = dict(self._claims)
         for key, token in held.items():
             try:
-                self._extend(keys=[self._keys.cache_claim(key)], args=[token, self._claim_ms])
+                self._extend(keys=[self.keys.claim(key)], args=[token, self._claim_ms])
             except redis.RedisError:
                 logger.debug("cache claim renewal failed", exc_info=True)
 
@@ -124,7 +146,7 @@ class RedisCache:
 
     def _read(self, key: str, namespace: str) -> bytes | None:
         try:
-            value = self._values.get(self._keys.cache(key))
+            value = self._values.get(self.keys.value(key))
         except redis.RedisError:
             logger.warning("cache read failed for namespace %s", namespace, exc_info=True)
             return None
@@ -137,7 +159,7 @@ class RedisCache:
                 return True
         token = uuid.uuid4().hex
         try:
-            taken = self._stats.set(self._keys.cache_claim(key), token, nx=True, px=self._claim_ms)
+            taken = self._stats.set(self.keys.claim(key), token, nx=True, px=self._claim_ms)
         except redis.RedisError:
             logger.warning("cache claim failed for %s", namespace_of(key), exc_info=True)
             return True
@@ -152,19 +174,19 @@ class RedisCache:
         if token is None:
             return
         try:
-            self._drop(keys=[self._keys.cache_claim(key)], args=[token])
+            self._drop(keys=[self.keys.claim(key)], args=[token])
         except redis.RedisError:
             logger.debug("cache claim release failed (it expires on its own)", exc_info=True)
 
     def _count(self, namespace: str, suffix: str) -> None:
         try:
-            self._stats.hincrby(self._keys.cache_stats, namespace + suffix, 1)
+            self._stats.hincrby(self.keys.stats, namespace + suffix, 1)
         except redis.RedisError:
             logger.debug("cache counter update failed", exc_info=True)
 
     def counters(self) -> dict[str, tuple[int, int]]:
         """namespace -> (hits, misses), as counted by every process sharing this Redis."""
-        raw = self._stats.hgetall(self._keys.cache_stats)
+        raw = self._stats.hgetall(self.keys.stats)
         out: dict[str, list[int]] = {}
         for field, count in raw.items():
             name = field.decode() if isinstance(field, bytes) else field

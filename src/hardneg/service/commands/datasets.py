@@ -27,7 +27,7 @@ def download(
     """Download a public BEIR dataset (resumable, checksummed) into the data directory."""
     from hardneg.core.download import download_beir
     from hardneg.core.workspace import Workspace
-    from hardneg.service.progress import ProgressBars
+    from hardneg.service.commands.progress_bars import ProgressBars
     from hardneg.service.settings import Settings
 
     settings = Settings(home=home) if home else Settings()

@@ -33,8 +33,8 @@ def metrics_table(
 
 def run(spec: EvaluateSpec, settings: Settings, given: dict[str, Any]) -> None:
     from hardneg.core.atomic import write_text_atomic
+    from hardneg.service.commands.progress_bars import ProgressBars
     from hardneg.service.pipelines.evaluate import run_evaluation
-    from hardneg.service.progress import ProgressBars
 
     data, output = given["data"], given["output"]
     kinds = given["retriever"] or list(RETRIEVERS)

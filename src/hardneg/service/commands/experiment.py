@@ -52,8 +52,8 @@ FLAGS = (
 
 
 def run(spec: ExperimentSpec, settings: Settings, given: dict[str, Any]) -> None:
+    from hardneg.service.commands.progress_bars import ProgressBars
     from hardneg.service.pipelines.experiment.run import run_experiment
-    from hardneg.service.progress import ProgressBars
 
     output = given["output"]
     folder = output or settings.home / "experiments" / f"{Path(spec.data).name}-{spec.profile}"

@@ -53,8 +53,8 @@ FLAGS = (
 
 
 def run(spec: GenerateSpec, settings: Settings, given: dict[str, Any]) -> None:
+    from hardneg.service.commands.progress_bars import ProgressBars
     from hardneg.service.pipelines.generate import run_generate_queries
-    from hardneg.service.progress import ProgressBars
 
     with ProgressBars(console) as progress:
         result = run_generate_queries(spec, given["data"], settings, given["output"], progress)

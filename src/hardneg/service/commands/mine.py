@@ -55,8 +55,8 @@ FLAGS = (
 
 
 def run(spec: MineSpec, settings: Settings, given: dict[str, Any]) -> None:
+    from hardneg.service.commands.progress_bars import ProgressBars
     from hardneg.service.pipelines.mine import run_mining
-    from hardneg.service.progress import ProgressBars
 
     if not given["denoise"]:
         spec = spec.model_copy(update={"denoise_margin": None})

@@ -59,8 +59,8 @@ FLAGS = (
 
 def _run(kind: TrainerKind) -> Callable[[TrainingConfig, Settings, dict[str, Any]], None]:
     def run(config: TrainingConfig, settings: Settings, given: dict[str, Any]) -> None:
+        from hardneg.service.commands.progress_bars import ProgressBars
         from hardneg.service.pipelines.train import TrainRequest, run_training
-        from hardneg.service.progress import ProgressBars
 
         request = TrainRequest(kind, config)
         with ProgressBars(console) as progress:

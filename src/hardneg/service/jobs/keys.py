@@ -1,4 +1,5 @@
-"""Every Redis key the service writes, as named prefixes under one namespace.
+"""Every Redis key the job queue and the corpus registry write, as named prefixes under one
+namespace (the cache's own are :class:`hardneg.service.cache.CacheKeys`, beside the cache).
 
 ``Keys(settings.redis_prefix)`` turns the prefixes into keys, e.g. ``hardneg:job:j3f2...``.
 """
@@ -18,9 +19,6 @@ IDEMPOTENCY_PREFIX = "idempotency:"  # string with TTL: JSON {request digest, re
 CORPUS_PREFIX = "corpus:"  # string: one corpus record (JSON)
 CORPUS_INDEX = "corpora"  # sorted set: corpus id -> creation time
 CORPUS_SOURCE_PREFIX = "corpus-source:"  # string: "beir:<name>" / "path:<dir>" -> corpus id
-CACHE_PREFIX = "cache:"  # string with TTL: one cached value
-CACHE_CLAIM_PREFIX = "cache-claim:"  # string with TTL: token of the process computing a value
-CACHE_STATS = "stats:cache"  # hash: "<namespace>:hits" / "<namespace>:misses" -> count
 WORKERS = "workers"  # sorted set: worker name -> last heartbeat (unix time)
 
 
@@ -65,16 +63,6 @@ class Keys:
 
     def corpus_source(self, source: str) -> str:
         return self._key(CORPUS_SOURCE_PREFIX, source)
-
-    def cache(self, key: str) -> str:
-        return self._key(CACHE_PREFIX, key)
-
-    def cache_claim(self, key: str) -> str:
-        return self._key(CACHE_CLAIM_PREFIX, key)
-
-    @property
-    def cache_stats(self) -> str:
-        return self._key(CACHE_STATS)
 
     @property
     def workers(self) -> str:

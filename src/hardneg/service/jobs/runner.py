@@ -19,8 +19,13 @@ from pathlib import Path
 from hardneg.service.jobs.artifacts import discard, publish, remove_temp_files
 from hardneg.service.jobs.context import JobContext, JobOutcome
 from hardneg.service.jobs.failures import failure_reason
+from hardneg.service.jobs.job_progress import (
+    JobCancelled,
+    JobProgress,
+    JobSupersededError,
+    LeaseKeeper,
+)
 from hardneg.service.jobs.paths import job_dir
-from hardneg.service.jobs.progress import JobCancelled, JobProgress, JobSupersededError, LeaseKeeper
 from hardneg.service.jobs.records import JobRecord
 from hardneg.service.jobs.registry import KINDS
 from hardneg.service.jobs.services import Services

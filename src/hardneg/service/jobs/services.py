@@ -53,7 +53,7 @@ class Services:
             jobs=JobStore(text, keys),
             corpora=CorpusStore(text, keys),
             cache=RedisCache(
-                values, raw, keys, settings.cache_ttl_seconds, settings.job_lease_seconds
+                values, raw, keys.namespace, settings.cache_ttl_seconds, settings.job_lease_seconds
             ),
             queue=make_queue(settings, raw),
         )
