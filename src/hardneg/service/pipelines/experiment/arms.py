@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hardneg.core.beir import BeirSplit
 from hardneg.core.negatives import MinedQuery, read_mined, write_mined
+from hardneg.service.pipelines.experiment.stages import Arm
 
 
 def control_rows(split: BeirSplit) -> list[MinedQuery]:
@@ -79,18 +80,16 @@ def negative_histogram(rows: Iterable[MinedQuery]) -> dict[str, int]:
     return {str(k): counts[k] for k in sorted(counts)}
 
 
-def write_arm_file(
-    path: Path, arm: str, control: Sequence[MinedQuery], mined: Path | None
-) -> dict[str, object]:
+def write_arm_file(path: Path, arm: str, control: Sequence[MinedQuery], mined: Path | None) -> Arm:
     """Write ``arm``'s training file; returns its query count and negative histogram."""
     rows = list(control) if mined is None else arm_rows(control, read_mined(mined))
     write_mined(path, rows, {"arm": arm, "mined": str(mined) if mined else None})
-    return {
-        "training_file": str(path),
-        "queries_trained": len(rows),
-        "query_ids_sha": _ids_digest(row.query_id for row in rows),
-        "negatives_histogram": negative_histogram(rows),
-    }
+    return Arm(
+        training_file=str(path),
+        queries_trained=len(rows),
+        query_ids_sha=_ids_digest(row.query_id for row in rows),
+        negatives_histogram=negative_histogram(rows),
+    )
 
 
 def _ids_digest(ids: Iterable[str]) -> str:

@@ -25,8 +25,8 @@ from hardneg.core.significance import (
     paired_comparison,
 )
 from hardneg.service.pipelines.experiment.profiles import CONTROL
+from hardneg.service.pipelines.experiment.stages import Scored
 
-Stage = dict[str, Any]
 METRIC = "ndcg@10"  # the metric the tests and the verdict are on
 SUMMARISED = ("ndcg@10", "recall@100", "mrr@10", "p@10")
 
@@ -42,16 +42,16 @@ def over_seeds(values: list[float]) -> dict[str, Any]:
     }
 
 
-def summarise(runs: Mapping[int, Stage]) -> dict[str, Any]:
+def summarise(runs: Mapping[int, Scored]) -> dict[str, Any]:
     """``{metric: {mean, std, seeds}}`` over one arm-stage's test runs (seed -> scored stage)."""
     ordered = [runs[seed] for seed in sorted(runs)]
-    return {m: over_seeds([float(r["metrics"][m]) for r in ordered]) for m in SUMMARISED}
+    return {m: over_seeds([r.metrics[m] for r in ordered]) for m in SUMMARISED}
 
 
-def per_query(runs: Mapping[int, Stage], metric: str = METRIC) -> dict[str, float]:
+def per_query(runs: Mapping[int, Scored], metric: str = METRIC) -> dict[str, float]:
     """Per-query ``metric`` averaged over the seeds."""
     return mean_over_seeds(
-        [{q: v[metric] for q, v in runs[s]["per_query"].items()} for s in sorted(runs)]
+        [{q: v[metric] for q, v in runs[s].per_query.items()} for s in sorted(runs)]
     )
 
 

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hardneg.core.atomic import atomic_path
+from hardneg.service.pipelines.experiment.stages import Distributions, Trained
 
 BAR_METRICS = ("ndcg@10", "recall@100", "p@10")
 METRICS_FILE = "metrics.jsonl"  # hardneg.trainers.loop writes one per training run
@@ -57,9 +58,9 @@ def plot_metrics(path: Path, report: Mapping[str, Any]) -> Path:
     return _save(figure, path)
 
 
-def plot_scores(path: Path, scores: Mapping[str, Any]) -> Path:
+def plot_scores(path: Path, scores: Distributions) -> Path:
     """Per method, overlaid histograms of the base model's positive and negative cosines."""
-    methods = scores["methods"]
+    methods = scores.methods
     figure = _figure(4 * max(1, len(methods)), 3.6)
     all_values = [v for m in methods.values() for part in m.values() for v in part]
     low, high = (min(all_values), max(all_values)) if all_values else (0.0, 1.0)
@@ -70,7 +71,7 @@ def plot_scores(path: Path, scores: Mapping[str, Any]) -> Path:
             label = f"{name} (n={len(parts[name])})"
             axes.hist(parts[name], bins=bins, alpha=0.55, color=color, label=label)
         axes.set_title(f"{method} negatives")
-        axes.set_xlabel(f"{scores['similarity']} (base model)")
+        axes.set_xlabel(f"{scores.similarity} (base model)")
         axes.legend(fontsize=7)
     return _save(figure, path)
 
@@ -82,20 +83,20 @@ def read_history(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def training_curves(runs: Mapping[str, Mapping[str, Any]]) -> Curve:
+def training_curves(runs: Mapping[str, Trained]) -> Curve:
     """Loss and validation nDCG@10 by optimizer step, the comparison stage then ADORE on one
     step axis (the test split is never scored while training)."""
     curve: Curve = {"loss": [], "ndcg@10": [], "adore_from_step": []}
     offset = 0
     for stage in ("star", "star_adore"):
-        for entry in read_history(Path(runs[stage]["output"])):
+        for entry in read_history(Path(runs[stage].output)):
             step = offset + int(entry.get("step", 0))
             if entry.get("event") == "train":
                 curve["loss"].append([step, float(entry["loss"])])
             elif entry.get("event") == "eval" and "ndcg@10" in entry:
                 curve["ndcg@10"].append([step, float(entry["ndcg@10"])])
         if stage == "star":
-            offset = int((runs[stage].get("summary") or {}).get("steps", 0))
+            offset = runs[stage].steps
             curve["adore_from_step"] = [[offset, 0.0]]
     return curve
 

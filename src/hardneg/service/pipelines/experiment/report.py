@@ -32,13 +32,12 @@ from hardneg.service.pipelines.experiment.plots import (
 )
 from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
+from hardneg.service.pipelines.experiment.stages import Distributions, Mined, Runs, Scored, Trained
 from hardneg.service.pipelines.experiment.trims import split_roles_text, trims
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 STAGES = ("star", "star_adore")  # the comparison stage, then ADORE from its model
-
-Stage = dict[str, Any]
 
 
 def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -73,21 +72,21 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _mining(stage: Stage | None) -> dict[str, Any] | None:
+def _mining(stage: Mined | None) -> dict[str, Any] | None:
     if stage is None:
         return None
-    stats = stage["stats"]
+    stats = stage.stats
     per_query_counts = stats.get("negatives_per_query") or {}
     return {
         "queries_with_negatives": stats.get("rows"),
         "negatives": stats.get("negatives"),
         "negatives_per_query": per_query_counts.get("mean"),
         "skipped": (stats.get("queries") or {}).get("skipped"),
-        "seconds": stage.get("stage_seconds"),
+        "seconds": stage.stage_seconds,
     }
 
 
-def _verdicts(tested: Mapping[str, Mapping[int, Stage]]) -> dict[str, Verdict]:
+def _verdicts(tested: Mapping[str, Mapping[int, Mapping[str, Scored]]]) -> dict[str, Verdict]:
     """Per stage: the verdict on per-query scores averaged over seeds."""
     verdicts = {}
     for stage in STAGES:
@@ -101,11 +100,11 @@ def _verdicts(tested: Mapping[str, Mapping[int, Stage]]) -> dict[str, Verdict]:
 
 def arm_entry(
     arm: str,
-    runs: Mapping[str, Any],
+    runs: Runs,
     verdicts: Mapping[str, Verdict],
     hardness: Mapping[str, list[float]],
 ) -> dict[str, Any]:
-    tested = runs["tested"][arm]
+    tested = runs.tested[arm]
     first = summarise({seed: stages["star"] for seed, stages in tested.items()})
     adore = summarise({seed: stages["star_adore"] for seed, stages in tested.items()})
     comparison, second = verdicts["star"], verdicts["star_adore"]
@@ -114,15 +113,13 @@ def arm_entry(
         found = getattr(verdict, table).get(arm)
         return None if found is None else found.to_json()
 
-    trained = runs["trained"][arm]
-    seconds = sum(
-        stage.get("stage_seconds", 0) for stages in trained.values() for stage in stages.values()
-    )
-    arm_info = runs["arms"][arm]
+    trained = runs.trained[arm]
+    seconds = sum(stage.stage_seconds for stages in trained.values() for stage in stages.values())
+    arm_info = runs.arms[arm]
     return first | {
         "stage": "comparison",
-        "queries_trained": arm_info["queries_trained"],
-        "negatives_histogram": arm_info["negatives_histogram"],
+        "queries_trained": arm_info.queries_trained,
+        "negatives_histogram": arm_info.negatives_histogram,
         "vs_control": versus(comparison, "vs_control"),
         "vs_best": versus(comparison, "vs_best"),
         "adore": adore
@@ -131,7 +128,7 @@ def arm_entry(
             "vs_best": versus(second, "vs_best"),
         },
         "prompt": LLM_PROMPTS.get(arm),
-        "mining": _mining(runs["mined"].get(arm)),
+        "mining": _mining(runs.mined.get(arm)),
         "hardness": {
             "positive_cosine_mean": _mean(hardness.get("positive", [])),
             "negative_cosine_mean": _mean(hardness.get("negative", [])),
@@ -143,19 +140,18 @@ def arm_entry(
 def build_report(
     request: ExperimentSpec,
     data: ExperimentData,
-    baselines: Mapping[str, Stage],
-    runs: Mapping[str, Any],
-    scores: Stage,
+    baselines: Mapping[str, Scored],
+    runs: Runs,
+    scores: Distributions,
     wall_seconds: float,
     stage_seconds: Mapping[str, float],
     reranker: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``runs`` holds ``mined``, ``probes``, ``arms``, ``trained`` and ``tested`` (see run.py)."""
+    """The report's JSON: the settings, the baselines, every arm's entry and the verdicts."""
     profile = request.recipe
-    verdicts = _verdicts(runs["tested"])
+    verdicts = _verdicts(runs.tested)
     entries = {
-        arm: arm_entry(arm, runs, verdicts, scores["methods"].get(arm, {}))
-        for arm in runs["tested"]
+        arm: arm_entry(arm, runs, verdicts, scores.methods.get(arm, {})) for arm in runs.tested
     }
     seeds = request.training_seeds
     return {
@@ -188,11 +184,11 @@ def build_report(
             "alpha": 0.05,
         },
         "cross_encoder": dict(reranker) if reranker else request.cross_encoder,
-        "baselines": {name: _rounded(stage["metrics"]) for name, stage in baselines.items()},
+        "baselines": {name: _rounded(stage.metrics) for name, stage in baselines.items()},
         "methods": entries,
         **verdicts["star"].to_json(),
         "adore_verdict": verdicts["star_adore"].to_json(),
-        "false_negative_probe": dict(runs["probes"]),
+        "false_negative_probe": {m: probe.to_json() for m, probe in runs.probes.items()},
         "wall_seconds": round(wall_seconds, 1),
         "stage_seconds": dict(stage_seconds),
         "stage_seconds_total": round(sum(stage_seconds.values()), 1),
@@ -347,8 +343,8 @@ stages).
 def write_report(
     output: Path,
     report: Mapping[str, Any],
-    trained: Mapping[str, Mapping[int, Mapping[str, Stage]]],
-    scores: Stage,
+    trained: Mapping[str, Mapping[int, Mapping[str, Trained]]],
+    scores: Distributions,
 ) -> dict[str, Path]:
     """Write report.json, report.md and the plots into ``output``; returns their paths."""
     curves = {arm: training_curves(seeds[min(seeds)]) for arm, seeds in trained.items()}

@@ -23,7 +23,6 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,16 @@ from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
 from hardneg.service.pipelines.experiment.report import build_report, reranker_summary, write_report
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.pipelines.experiment.scores import score_distributions
+from hardneg.service.pipelines.experiment.stages import (
+    Arm,
+    Distributions,
+    Mined,
+    Probe,
+    Runs,
+    Scored,
+    Stages,
+    Trained,
+)
 from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
 from hardneg.service.pipelines.generate import run_generate_queries
 from hardneg.service.pipelines.mine import run_mining
@@ -57,7 +66,6 @@ from hardneg.service.specs import GenerateSpec
 
 logger = logging.getLogger(__name__)
 
-Stage = dict[str, Any]
 REQUEST_FILE = "experiment.json"
 
 
@@ -66,31 +74,6 @@ class ExperimentResult:
     output: Path
     report: dict[str, Any]
     files: dict[str, Path]
-
-
-class Stages:
-    """Finished stages as JSON files: a rerun returns the recorded result instead of redoing it."""
-
-    def __init__(self, folder: Path, progress: Progress) -> None:
-        self.folder, self.progress = folder, progress
-        self.seconds: dict[str, float] = {}
-
-    def run(self, name: str, work: Callable[[], Stage]) -> Stage:
-        path = self.folder / f"{name}.json"
-        if path.is_file():
-            recorded: Stage = json.loads(path.read_text())
-            logger.info("stage %s: reusing the recorded result", name)
-            self.seconds[name] = float(recorded.get("stage_seconds", 0.0))
-            return recorded
-        logger.info("stage %s", name)
-        self.progress(0, 1, name)
-        started = time.perf_counter()
-        result = work() | {"stage_seconds": 0.0}
-        result["stage_seconds"] = round(time.perf_counter() - started, 2)
-        self.seconds[name] = result["stage_seconds"]
-        write_text_atomic(path, json.dumps(result, indent=2, default=str))
-        self.progress(1, 1, name)
-        return result
 
 
 class Experiment:
@@ -162,7 +145,7 @@ class Experiment:
         folder: Path,
         num_negatives: int,
         cross_encoder: str | None = None,
-    ) -> Stage:
+    ) -> Mined:
         profile = self.profile
         llm = LLMNegatives(
             max_tokens=profile.llm_max_tokens,
@@ -185,13 +168,13 @@ class Experiment:
         )
         data = str(self.output / "data")
         result = run_mining(spec, data, self.settings, folder, self.progress, self.cache)
-        return {
-            "mined": str(result.files["mined"]),
-            "stats_file": str(result.files["stats"]),
-            "histogram": str(result.files["histogram"]),
-            "stats": dict(result.stats),
-            "seconds": dict(result.seconds),
-        }
+        return Mined(
+            mined=str(result.files["mined"]),
+            stats_file=str(result.files["stats"]),
+            histogram=str(result.files["histogram"]),
+            stats=dict(result.stats),
+            seconds=dict(result.seconds),
+        )
 
     def cross_encoder(self, data: ExperimentData) -> str:
         if self.request.cross_encoder:
@@ -203,14 +186,15 @@ class Experiment:
         profile = self.profile
         mined = self.stages.run(
             "reranker-negatives",
+            Mined,
             lambda: self.mine(
                 "bm25", "reranker", self.output / "reranker" / "mined", profile.reranker_negatives
             ),
         )
         folder = self.output / "reranker" / "model"
-        rows = sum(1 for _ in read_mined(Path(mined["mined"])))
+        rows = sum(1 for _ in read_mined(Path(mined.mined)))
         config = self.recipe.config(
-            mined["mined"],
+            mined.mined,
             folder,
             profile.reranker_steps,
             profile.reranker_learning_rate,
@@ -223,40 +207,45 @@ class Experiment:
             data=None,
         )
         self.stages.run(
-            "reranker-train", lambda: train("reranker", config, self.workspace, self.progress)
+            "reranker-train",
+            Trained,
+            lambda: train("reranker", config, self.workspace, self.progress),
         )
         self.reranker = reranker_summary(folder, profile.reranker_negatives)
         return str(folder)
 
-    def probe(self, method: str, cross_encoder: str | None, hidden: dict[str, str]) -> Stage:
+    def probe(self, method: str, cross_encoder: str | None, hidden: dict[str, str]) -> Probe:
         """The false-negative probe: mine the probe split (one positive hidden per query)."""
         if method in LLM_PROMPTS:
-            return {"hidden_positives": len(hidden), "returned": None, "rate": None,
-                    "note": NOT_APPLICABLE}  # fmt: skip
+            return Probe(hidden_positives=len(hidden), returned=None, rate=None,
+                         note=NOT_APPLICABLE)  # fmt: skip
         if not hidden:
-            return {"hidden_positives": 0, "returned": 0, "rate": None,
-                    "note": "no training query has two positives"}  # fmt: skip
+            return Probe(hidden_positives=0, returned=0, rate=None,
+                         note="no training query has two positives")  # fmt: skip
         folder = self.output / "probe" / method
         mined = self.mine(method, "probe", folder, self.profile.num_negatives, cross_encoder)
-        return count_returned(read_mined(Path(mined["mined"])), hidden).to_json()
+        found = count_returned(read_mined(Path(mined.mined)), hidden)
+        rate = None if found.rate is None else round(found.rate, 4)
+        return Probe(hidden_positives=found.hidden_positives, returned=found.returned, rate=rate)
 
     # --- training -------------------------------------------------------------------------
-    def train_arm(self, arm: str, training_file: str, rows: int, seed: int) -> dict[str, Stage]:
+    def train_arm(self, arm: str, training_file: str, rows: int, seed: int) -> dict[str, Trained]:
         root = self.output / "models" / arm / f"seed{seed}"
         first = self.recipe.stage_one(training_file, root / "star", seed, rows)
         name = f"train-{arm}-s{seed}"
         star = self.stages.run(
-            f"{name}-star", lambda: train("star", first, self.workspace, self.progress)
+            f"{name}-star", Trained, lambda: train("star", first, self.workspace, self.progress)
         )
         second = self.recipe.adore(training_file, root / "star", root / "star_adore", seed, rows)
         adore = self.stages.run(
-            f"{name}-adore", lambda: train("adore", second, self.workspace, self.progress)
+            f"{name}-adore", Trained, lambda: train("adore", second, self.workspace, self.progress)
         )
         return {"star": star, "star_adore": adore}
 
-    def test_scores(self, name: str, model: str | None) -> Stage:
+    def test_scores(self, name: str, model: str | None) -> Scored:
         return self.stages.run(
             f"test-{name}",
+            Scored,
             lambda: score_on_test(
                 self.output / "data", model, self.workspace, self.settings.device, self.progress
             ),
@@ -268,46 +257,48 @@ class Experiment:
         data = self.prepare()
         control = control_rows(load_split(data.folder, "train"))
         hidden = hidden_positives(data.folder)
-        mined: dict[str, Stage] = {}
-        probes: dict[str, Stage] = {}
+        mined: dict[str, Mined] = {}
+        probes: dict[str, Probe] = {}
         for method in self.request.methods:
             cross_encoder = self.cross_encoder(data) if method == "cross-encoder" else None
             folder = self.output / "mined" / method
             mine = functools.partial(
                 self.mine, method, "train", folder, self.profile.num_negatives, cross_encoder
             )
-            mined[method] = self.stages.run(f"mine-{method}", mine)
+            mined[method] = self.stages.run(f"mine-{method}", Mined, mine)
             probe = functools.partial(self.probe, method, cross_encoder, hidden)
-            probes[method] = self.stages.run(f"probe-{method}", probe)
-        arms: dict[str, Stage] = {}
+            probes[method] = self.stages.run(f"probe-{method}", Probe, probe)
+        arms: dict[str, Arm] = {}
         for arm in self.request.arms:
-            source = Path(mined[arm]["mined"]) if arm in mined else None
+            source = Path(mined[arm].mined) if arm in mined else None
             write = functools.partial(
                 write_arm_file, self.output / "arms" / f"{arm}.jsonl", arm, control, source
             )
-            arms[arm] = self.stages.run(f"arm-{arm}", write)
-        if len({a["query_ids_sha"] for a in arms.values()}) != 1:
+            arms[arm] = self.stages.run(f"arm-{arm}", Arm, write)
+        if len({a.query_ids_sha for a in arms.values()}) != 1:
             raise RuntimeError("arms were given different training queries")  # never by design
-        trained: dict[str, dict[int, dict[str, Stage]]] = {arm: {} for arm in arms}
+        trained: dict[str, dict[int, dict[str, Trained]]] = {arm: {} for arm in arms}
         for seed in self.request.training_seeds:
             for arm, info in arms.items():
-                rows = int(info["queries_trained"])
-                trained[arm][seed] = self.train_arm(arm, info["training_file"], rows, seed)
+                trained[arm][seed] = self.train_arm(
+                    arm, info.training_file, info.queries_trained, seed
+                )
         # the test split is read from here on only
         baselines = {"bm25": self.test_scores("bm25", None)}
         baselines["zero-shot"] = self.test_scores("zero-shot", self.model)
-        tested: dict[str, dict[int, dict[str, Stage]]] = {arm: {} for arm in arms}
+        tested: dict[str, dict[int, dict[str, Scored]]] = {arm: {} for arm in arms}
         for arm, seeds in trained.items():
             for seed, stages in seeds.items():
                 tested[arm][seed] = {
-                    stage: self.test_scores(f"{arm}-s{seed}-{stage}", run["output"])
+                    stage: self.test_scores(f"{arm}-s{seed}-{stage}", run.output)
                     for stage, run in stages.items()
                 }
         scores = self.stages.run(
             "scores",
+            Distributions,
             lambda: score_distributions(
                 data.folder,
-                {m: Path(v["mined"]) for m, v in mined.items()},
+                {m: Path(v.mined) for m, v in mined.items()},
                 self.model,
                 self.workspace,
                 self.settings.device,
@@ -317,7 +308,7 @@ class Experiment:
             self.request,
             data,
             baselines,
-            {"mined": mined, "probes": probes, "arms": arms, "trained": trained, "tested": tested},
+            Runs(mined, probes, arms, trained, tested),
             scores,
             wall_seconds=time.perf_counter() - started,
             stage_seconds=self.stages.seconds,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from hardneg.core.beir import find_corpus_file, load_corpus
 from hardneg.core.encoders import encode_texts, load_encoder
 from hardneg.core.negatives import read_mined
 from hardneg.core.workspace import Workspace
+from hardneg.service.pipelines.experiment.stages import Distributions
 
 
 def score_distributions(
@@ -26,7 +26,7 @@ def score_distributions(
     model_name: str,
     workspace: Workspace,
     device: str | None = None,
-) -> dict[str, Any]:
+) -> Distributions:
     """Per method: the base model's cosine of (query, positive) and (query, negative) pairs."""
     corpus = load_corpus(find_corpus_file(folder))
     model = load_encoder(model_name, device)
@@ -57,4 +57,4 @@ def score_distributions(
             "positive": [round(s, 4) for s in positive],
             "negative": [round(s, 4) for s in negative],
         }
-    return {"model": model_name, "similarity": "cosine", "methods": methods}
+    return Distributions(model=model_name, similarity="cosine", methods=methods)

@@ -26,13 +26,13 @@ from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.evaluate import load_models
 from hardneg.service.pipelines.experiment.profiles import Profile
+from hardneg.service.pipelines.experiment.stages import Scored, Trained
 from hardneg.trainers.config import TrainerKind, TrainingConfig, config_from_mapping
 from hardneg.trainers.evaluation import evaluate_bm25, evaluate_dense
 from hardneg.trainers.launch import trainer_for
 
 logger = logging.getLogger(__name__)
 
-Stage = dict[str, Any]
 VAL_SPLIT = "val"
 TEST_SPLIT = "test"
 PER_QUERY = ("ndcg@10", "recall@100")  # per-query scores kept for the statistics
@@ -111,20 +111,20 @@ class Recipe:
 
 def train(
     kind: TrainerKind, config: TrainingConfig, workspace: Workspace, progress: Progress
-) -> Stage:
+) -> Trained:
     info = trainer_for(kind)(config, workspace, progress)
-    return {"output": str(config.train.output_dir), "summary": info}
+    return Trained(output=str(config.train.output_dir), summary=dict(info))
 
 
-def _scored(evaluation: Evaluation) -> Stage:
-    return {
-        "metrics": {k: round(float(v), 6) for k, v in evaluation.mean.items()},
-        "num_queries": evaluation.num_queries,
-        "per_query": {
+def _scored(evaluation: Evaluation) -> Scored:
+    return Scored(
+        metrics={k: round(float(v), 6) for k, v in evaluation.mean.items()},
+        num_queries=evaluation.num_queries,
+        per_query={
             query: {name: round(values[name], 6) for name in PER_QUERY}
             for query, values in evaluation.per_query.items()
         },
-    }
+    )
 
 
 def score_on_test(
@@ -133,7 +133,7 @@ def score_on_test(
     workspace: Workspace,
     device: str | None,
     progress: Progress,
-) -> Stage:
+) -> Scored:
     """Test-split metrics, mean and per query, of a trained folder or model (None: BM25)."""
     split = load_split(data, TEST_SPLIT)
     if model is None:
