@@ -38,6 +38,8 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
     best_step: int | None = None
+    stale_evals: int = 0  # dev evaluations in a row that did not beat the best
+    stopped_early: bool = False  # early stopping ended the run before total_steps
 
 
 def rng_state() -> dict[str, Any]:

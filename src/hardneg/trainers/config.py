@@ -92,6 +92,11 @@ class EvalArguments(Section):
     eval_after: bool = True
     eval_steps: int = Field(0, ge=0)  # intermediate evaluation every N optimizer steps (0: none)
     eval_corpus_size: int = 0  # intermediate evals on judged docs + random others (0: all)
+    early_stopping_patience: int = Field(0, ge=0)
+    # stop after this many dev evaluations in a row without a better selection metric (0: never)
+    loss_groups: UserPath | None = Field(
+        None, json_schema_extra=server_owned("mined by the experiment for its val queries")
+    )  # reranker: mined negatives of dev queries; their listwise loss is the dev metric
     index: IndexKind = "flat"
 
 

@@ -1,5 +1,6 @@
 """The training loop every trainer shares: accumulation, mixed precision, clipping, warmup,
-evaluation before/during/after, checkpoints and exact resume, data-parallel over ranks.
+evaluation before/during/after, best-checkpoint selection and early stopping on the dev split,
+checkpoints and exact resume, data-parallel over ranks.
 
 A trainer supplies a :class:`TrainingTask` (a forward module and a loss for the n-th micro-batch)
 and an :class:`Evaluator`; the loop does the rest.
@@ -50,6 +51,19 @@ BEST_WEIGHTS = "best.pt"
 SELECT_METRIC = "ndcg@10"
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The dev metric that picks the best checkpoint (and drives early stopping)."""
+
+    metric: str = SELECT_METRIC
+    higher_is_better: bool = True
+
+    def improves(self, score: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return score > best if self.higher_is_better else score < best
+
+
 class Evaluator(Protocol):
     def splits(self) -> set[str]: ...
 
@@ -67,6 +81,7 @@ class TrainingTask:
     micro_batches_per_epoch: int
     compute_loss: LossFn  # (forward module, micro-batch index) -> loss to backpropagate
     evaluator: Evaluator | None = None
+    selection: Selection = field(default_factory=Selection)
 
 
 @dataclass(frozen=True)
@@ -142,12 +157,23 @@ class _Loop:
         metrics = self._evaluate("step", split, eval_args.eval_corpus_size)
         if dev is None or metrics is None:
             return
-        score = metrics[SELECT_METRIC]
-        if self.state.best_metric is None or score > self.state.best_metric:
+        score = metrics[self.task.selection.metric]
+        if self.task.selection.improves(score, self.state.best_metric):
             self.state.best_metric, self.state.best_step = score, self.state.step
+            self.state.stale_evals = 0
             if self.ctx.is_main:
                 save_weights(checkpoint_root(self.output_dir) / BEST_WEIGHTS, self._weights())
             barrier(self.ctx)
+            return
+        self.state.stale_evals += 1
+        patience = eval_args.early_stopping_patience
+        if patience and self.state.stale_evals >= patience:
+            self.state.stopped_early = True
+            logger.info(
+                "%s: stopping early at step %d, %s has not improved for %d evaluations "
+                "(best %.4f at step %s)", self.task.name, self.state.step,
+                self.task.selection.metric, patience, self.state.best_metric, self.state.best_step,
+            )  # fmt: skip
 
     def _write_history(self) -> None:
         lines = "".join(json.dumps(entry) + "\n" for entry in self.state.history)
@@ -239,7 +265,7 @@ class _Loop:
             before = _phase_metrics(self.state.history, "before")
         self.task.forward.train(self.config.model.dropout)
         total = self.state.total_steps
-        while self.state.step < total:
+        while self.state.step < total and not self.state.stopped_early:
             started = time.perf_counter()
             loss = self._step()
             self.seconds["train"] += time.perf_counter() - started
@@ -249,8 +275,9 @@ class _Loop:
             if eval_args.eval_steps and step % eval_args.eval_steps == 0 and step < total:
                 self._intermediate_eval()
                 self.task.forward.train(self.config.model.dropout)
-            if step == total or (self.args.save_steps and step % self.args.save_steps == 0):
-                self._save()
+            last = step == total or self.state.stopped_early
+            if last or (self.args.save_steps and step % self.args.save_steps == 0):
+                self._save()  # the early stop is saved too: a resumed run does not train on
             self.progress(step, total, f"training {self.task.name}")
         self._load_best()
         after = self._evaluate("after", eval_args.split, 0) if eval_args.eval_after else None

@@ -4,6 +4,11 @@ cross-encoder mining works on domains without a good pretrained reranker.
 Each query forms a group (its positive, then k mined negatives) scored jointly by the
 cross-encoder; the loss is the group's softmax cross-entropy (localized contrastive estimation,
 Gao et al., ECIR 2021). The output is a sentence-transformers ``CrossEncoder`` folder.
+
+With ``eval.loss_groups`` (mined negatives of held-out dev queries) the same loss on those fixed
+groups is the dev metric: the best checkpoint is the one with the lowest dev loss, and
+``eval.early_stopping_patience`` ends training once it stops improving, so the step count is a
+ceiling rather than a guess.
 """
 
 from __future__ import annotations
@@ -22,9 +27,14 @@ from hardneg.trainers.common import already_finished, finish, require_negatives,
 from hardneg.trainers.config import TrainingConfig
 from hardneg.trainers.data import PAD_ID, Batch, BatchSchedule, load_examples
 from hardneg.trainers.distributed import DistContext
-from hardneg.trainers.encoding import CrossEncoderForward, enable_gradient_checkpointing, tokenize
+from hardneg.trainers.encoding import (
+    CrossEncoderForward,
+    enable_gradient_checkpointing,
+    eval_mode,
+    tokenize,
+)
 from hardneg.trainers.evaluation import RerankEvaluator
-from hardneg.trainers.loop import LossFn, TrainingTask, train_loop
+from hardneg.trainers.loop import LossFn, Selection, TrainingTask, train_loop
 from hardneg.trainers.losses import listwise_ce_loss
 from hardneg.trainers.output import write_model_folder
 
@@ -57,6 +67,48 @@ def make_loss(
         return listwise_ce_loss(logits, valid.to(logits.device))
 
     return compute
+
+
+DEV_LOSS = "loss"
+
+
+class GroupLossEvaluator:
+    """Mean listwise loss of the cross-encoder on fixed dev groups (lower is better).
+
+    The groups are the dev queries of ``path``, each with its positive and ``k`` negatives drawn
+    once (seeded), scored in batches of ``batch_size`` queries without gradients.
+    """
+
+    selection = Selection(DEV_LOSS, higher_is_better=False)
+
+    def __init__(
+        self, path: Path, model: CrossEncoder, config: TrainingConfig, split: str, device: str
+    ) -> None:
+        examples = load_examples(path, config.data.negative_depth)
+        if not examples:
+            raise DataError(path, None, "no dev queries to compute the reranker's dev loss on")
+        k = config.data.negatives_per_query
+        size = config.train.per_device_batch_size
+        schedule = BatchSchedule(examples, size, k, config.train.seed)
+        self.batches = [schedule.batch(i) for i in range(schedule.batches_per_epoch)]
+        self.model, self.max_length, self.split, self.device = (
+            model, config.model.max_doc_length, split, device,
+        )  # fmt: skip
+
+    def splits(self) -> set[str]:
+        return {self.split}
+
+    def __call__(self, split: str, corpus_size: int = 0) -> dict[str, float]:
+        forward = CrossEncoderForward(self.model)
+        total, rows = 0.0, 0
+        with eval_mode(self.model), torch.no_grad():
+            for batch in self.batches:
+                pairs, valid = group_pairs(batch)
+                features = tokenize(self.model, pairs, self.max_length, self.device)
+                logits = forward(features).view(valid.shape)  # (b, 1 + k)
+                total += float(listwise_ce_loss(logits, valid.to(logits.device))) * len(batch)
+                rows += len(batch)
+        return {DEV_LOSS: total / rows}
 
 
 def load_base_cross_encoder(config: TrainingConfig, ctx: DistContext) -> CrossEncoder:
@@ -94,8 +146,13 @@ def train_reranker(
         config.train.seed,
     )
     model = load_base_cross_encoder(config, ctx)
-    evaluator = None
-    if config.eval.data is not None:
+    evaluator: GroupLossEvaluator | RerankEvaluator | None = None
+    selection = Selection()
+    if config.eval.loss_groups is not None:
+        split = config.eval.dev_split or "dev"
+        evaluator = GroupLossEvaluator(config.eval.loss_groups, model, config, split, ctx.device)
+        selection = evaluator.selection
+    elif config.eval.data is not None:
         evaluator = RerankEvaluator(
             config.eval.data,
             workspace,
@@ -111,6 +168,7 @@ def train_reranker(
         micro_batches_per_epoch=schedule.batches_per_epoch,
         compute_loss=make_loss(schedule, model, config, ctx),
         evaluator=evaluator,
+        selection=selection,
     )
     result = train_loop(task, config, ctx, progress)
     info: dict[str, Any] = {}

@@ -45,7 +45,10 @@ class Profile:
     seeds: int  # training repeats per arm (data order, negative sampling)
     # the cross-encoder trained for cross-encoder mining when none is given
     reranker_queries: int  # held-out training queries (never in the budget)
-    reranker_steps: int
+    reranker_steps: int  # a ceiling: training stops once the dev loss stops improving
+    reranker_dev_share: float  # share of the reranker's queries held out for its dev loss
+    reranker_eval_steps: int  # dev loss every N steps
+    reranker_patience: int  # stop after this many dev losses in a row without a new best
     reranker_learning_rate: float
     reranker_negatives: int
     reranker_max_length: int  # tokens per (query, document) pair, training and mining
@@ -82,6 +85,9 @@ QUICK = Profile(
     seeds=3,
     reranker_queries=297,
     reranker_steps=60,
+    reranker_dev_share=0.2,
+    reranker_eval_steps=10,
+    reranker_patience=2,
     reranker_learning_rate=1e-4,
     reranker_negatives=3,
     reranker_max_length=128,
@@ -109,6 +115,9 @@ FULL = Profile(
     seeds=3,
     reranker_queries=2000,
     reranker_steps=1000,
+    reranker_dev_share=0.1,
+    reranker_eval_steps=100,
+    reranker_patience=3,
     reranker_learning_rate=2e-5,
     reranker_negatives=7,
     reranker_max_length=320,

@@ -49,12 +49,17 @@ def _mean(values: list[float]) -> float | None:
 
 
 def reranker_summary(folder: Path, negatives_per_query: int) -> dict[str, Any]:
-    """How far the cross-encoder trained here got: its listwise loss against chance, ln(1 + k)."""
-    losses = [e["loss"] for e in read_history(folder) if e.get("event") == "train"]
+    """How far the cross-encoder trained here got: its listwise loss on training batches and on
+    its held-out dev queries (by step) against chance, ln(1 + k), and where it stopped."""
+    history = read_history(folder)
+    losses = [e["loss"] for e in history if e.get("event") == "train"]
+    dev = [[e["step"], round(e["loss"], 4)] for e in history if e.get("event") == "eval"]
     return {
         "model": str(folder),
         "first_loss": round(losses[0], 4) if losses else None,
         "final_loss": round(losses[-1], 4) if losses else None,
+        "dev_loss": dev,
+        "steps": max((e["step"] for e in history), default=0),
         "chance_loss": round(math.log(1 + negatives_per_query), 4),
     }
 

@@ -47,6 +47,7 @@ from hardneg.service.pipelines.experiment.data import (
 from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
 from hardneg.service.pipelines.experiment.report import build_report, reranker_summary, write_report
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
+from hardneg.service.pipelines.experiment.reranker import hold_out_dev
 from hardneg.service.pipelines.experiment.scores import score_distributions
 from hardneg.service.pipelines.experiment.stages import (
     Arm,
@@ -192,19 +193,31 @@ class Experiment:
             ),
         )
         folder = self.output / "reranker" / "model"
-        rows = sum(1 for _ in read_mined(Path(mined.mined)))
+        files = hold_out_dev(
+            Path(mined.mined),
+            profile.reranker_dev_share,
+            self.request.seed,
+            self.output / "reranker" / "split",
+        )
         config = self.recipe.config(
-            mined.mined,
+            str(files.train),
             folder,
             profile.reranker_steps,
             profile.reranker_learning_rate,
             self.request.seed,
-            rows=rows,
+            rows=files.train_queries,
             negatives_per_query=profile.reranker_negatives,
             max_doc_length=profile.reranker_max_length,
-            per_device_batch_size=min(8, rows),
+            per_device_batch_size=min(8, files.train_queries),
             freeze_documents=False,
             data=None,
+            loss_groups=str(files.dev),
+            dev_split="reranker-dev",
+            eval_steps=profile.reranker_eval_steps,
+            save_steps=profile.reranker_eval_steps,
+            early_stopping_patience=profile.reranker_patience,
+            eval_before=False,
+            eval_after=False,
         )
         self.stages.run(
             "reranker-train",
