@@ -14,6 +14,7 @@ from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
 
 Backend = Literal["llama_cpp", "openai"]
 BACKENDS: tuple[Backend, ...] = ("llama_cpp", "openai")
+DEFAULT_CONCURRENCY = 4  # bench/results/performance.json, llm
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class BackendConfig:
     model: str | None = None  # llama_cpp: a .gguf path (None: SmolLM2); openai: the model name
     base_url: str = OpenAIConfig.base_url
     api_key_env: str | None = OpenAIConfig.api_key_env
-    concurrency: int = OpenAIConfig.concurrency
+    # llama_cpp: sequences decoded together (1: one at a time); openai: requests in flight
+    concurrency: int = DEFAULT_CONCURRENCY
     timeout_s: float = OpenAIConfig.timeout_s
     max_retries: int = OpenAIConfig.max_retries
     n_ctx: int = LlamaCppConfig.n_ctx
@@ -57,7 +59,9 @@ def open_client(config: BackendConfig) -> Iterator[LLMClient]:
             yield client
         return
     path = Path(config.model).expanduser() if config.model else None
-    llama = LlamaCppConfig(path, n_ctx=config.n_ctx, n_threads=config.n_threads)
+    llama = LlamaCppConfig(
+        path, n_ctx=config.n_ctx, n_threads=config.n_threads, concurrency=config.concurrency
+    )
     with LlamaCppClient(llama) as client:
         yield client
 

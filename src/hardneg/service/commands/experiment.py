@@ -119,7 +119,10 @@ def experiment(
         model=model,
         cross_encoder=cross_encoder,
         llm=BackendConfig(
-            backend=cast(Backend, llm_backend), model=llm_model, base_url=llm_base_url
+            backend=cast(Backend, llm_backend),
+            model=llm_model,
+            base_url=llm_base_url,
+            concurrency=settings.llm_concurrency,
         ),
         seed=seed,
         seeds=seeds,

@@ -55,7 +55,14 @@ def generate_queries(
     api_key_env: Annotated[
         str, typer.Option(help="openai: environment variable holding the API key")
     ] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 4,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="generations at once: llama_cpp sequences decoded together, openai requests "
+            "in flight; 1 runs them one at a time (default $HARDNEG_LLM_CONCURRENCY)",
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="openai: seconds per attempt")] = 120.0,
     max_retries: Annotated[int, typer.Option(help="openai: retries per call")] = 4,
     threads: Annotated[int | None, typer.Option(help="llama_cpp: CPU threads")] = None,
@@ -102,7 +109,7 @@ def generate_queries(
         model=model,
         base_url=base_url,
         api_key_env=api_key_env or None,
-        concurrency=concurrency,
+        concurrency=concurrency or settings.llm_concurrency,
         timeout_s=timeout,
         max_retries=max_retries,
         n_ctx=n_ctx,

@@ -147,6 +147,7 @@ def mine(
             llm_model=llm_model,
             llm_base_url=llm_base_url,
             llm_api_key_env=llm_api_key_env,
+            llm_concurrency=settings.llm_concurrency,
             llm_per_query=llm_per_query,
             llm_max_queries=llm_max_queries,
             llm_prompt_file=str(llm_prompt_file) if llm_prompt_file else None,

@@ -93,6 +93,7 @@ def run(params: ExperimentParams, context: JobContext) -> JobOutcome:
             api_key_env=settings.llm_api_key_env,
             timeout_s=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
+            concurrency=settings.llm_concurrency,
         ),
         seed=params.seed,
         seeds=params.seeds,

@@ -65,6 +65,7 @@ def run(params: GenerateParams, context: JobContext) -> JobOutcome:
         api_key_env=settings.llm_api_key_env,
         timeout_s=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
+        concurrency=settings.llm_concurrency,
     )
     request = GenerateQueriesRequest(
         data=str(source.path),

@@ -99,6 +99,7 @@ def llm_options(settings: Settings, max_queries: int | None) -> dict[str, object
         "llm_api_key_env": settings.llm_api_key_env,
         "llm_timeout_s": settings.llm_timeout_seconds,
         "llm_max_retries": settings.llm_max_retries,
+        "llm_concurrency": settings.llm_concurrency,
         "llm_max_queries": max_queries,
     }
     return {key: value for key, value in options.items() if value is not None}
