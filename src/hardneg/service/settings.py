@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hardneg.core.encoders import DEFAULT_MODEL
 from hardneg.core.workspace import default_home
-from hardneg.miners.llm.backends import Backend, BackendConfig
+from hardneg.miners.llm.backends import DEFAULT_CONCURRENCY, Backend, BackendConfig
 
 
 class Settings(BaseSettings):
@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(
         4, ge=0, le=20, description="openai: retries of a call that timed out or got garbage"
     )
+    llm_concurrency: int = Field(
+        DEFAULT_CONCURRENCY,
+        ge=1,
+        le=64,
+        description="generations at once: sequences decoded together in one llama.cpp batch "
+        "(llama_cpp) or requests in flight (openai); 1 runs them one at a time",
+    )
 
     @field_validator("data_dirs", "allowed_roots", mode="before")
     @classmethod
@@ -192,6 +199,7 @@ class Settings(BaseSettings):
             api_key_env=self.llm_api_key_env,
             timeout_s=self.llm_timeout_seconds,
             max_retries=self.llm_max_retries,
+            concurrency=self.llm_concurrency,
         )
 
     @property

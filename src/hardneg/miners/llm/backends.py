@@ -16,6 +16,7 @@ from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
 
 Backend = Literal["llama_cpp", "openai"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+DEFAULT_CONCURRENCY = 4  # bench/results/performance.json, llm
 
 
 class BackendConfig(Section):
@@ -34,7 +35,11 @@ class BackendConfig(Section):
         OpenAIConfig.api_key_env, description="openai: environment variable holding the API key"
     )
     concurrency: int = Field(
-        OpenAIConfig.concurrency, ge=1, description="openai: requests in flight"
+        DEFAULT_CONCURRENCY,
+        ge=1,
+        le=64,
+        description="generations at once: sequences decoded together in one llama.cpp batch "
+        "(llama_cpp) or requests in flight (openai); 1 runs them one at a time",
     )
     timeout_s: float = Field(
         OpenAIConfig.timeout_s, gt=0, description="openai: seconds per attempt"
@@ -72,6 +77,8 @@ def open_client(config: BackendConfig) -> Iterator[LLMClient]:
             yield client
         return
     path = Path(config.model).expanduser() if config.model else None
-    llama = LlamaCppConfig(path, n_ctx=config.n_ctx, n_threads=config.n_threads)
+    llama = LlamaCppConfig(
+        path, n_ctx=config.n_ctx, n_threads=config.n_threads, concurrency=config.concurrency
+    )
     with LlamaCppClient(llama) as client:
         yield client

