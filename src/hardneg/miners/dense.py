@@ -173,7 +173,8 @@ def dense_candidates(
 
 
 def load_job_encoder(job: MiningJob) -> SentenceTransformer:
-    return load_encoder(job.model, job.device, job.max_length)
+    exports = job.workspace.encoder_exports
+    return load_encoder(job.model, job.device, job.max_length, job.encoder_backend, exports)
 
 
 def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
@@ -195,6 +196,7 @@ def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
         "scorer": "cosine" if uses_cosine(model) else "dot",
         "model": job.model or DEFAULT_MODEL,
         "model_fingerprint": embedding.model_fingerprint,
+        "backend": embedding.backend,
         "max_length": int(model.max_seq_length or 0),
         "index": asdict(job.index),
         "query_prompt": job.query_prompt,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hardneg.core.backends import BackendChoice
 from hardneg.core.beir import BeirSplit
 from hardneg.core.bm25 import BM25Params
 from hardneg.core.cache import Cache
@@ -33,6 +34,7 @@ class MiningJob:
     cross_encoder: str | None = None  # cross-encoder id or path (cross-encoder method)
     cross_encoder_max_length: int | None = None  # None: the cross-encoder's own
     device: str | None = None
+    encoder_backend: BackendChoice = "torch"  # how the bi-encoder runs (core.backends)
     batch_size: int = 64
     max_length: int | None = None  # bi-encoder max sequence length (None: the model's)
     bm25: BM25Params = field(default_factory=BM25Params)

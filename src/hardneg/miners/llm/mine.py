@@ -27,10 +27,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
-from hardneg.core.encoders import DEFAULT_MODEL, load_encoder
+from hardneg.core.encoders import DEFAULT_MODEL
 from hardneg.core.negatives import MinedQuery
 from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.cross_encoder import load_cross_encoder
+from hardneg.miners.dense import load_job_encoder
 from hardneg.miners.filters import Candidate, FilterConfig, QueryPool, select_negatives
 from hardneg.miners.job import FilterReport, MinedRun, MiningJob, merge_counts
 from hardneg.miners.llm.backends import backend_from_options, open_client
@@ -150,7 +151,7 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     max_queries = optional(job.options, "llm_max_queries", int)
     query_ids = list(job.split.queries)[:max_queries] if max_queries else None
     items = split_positives(job.split, query_ids)
-    encoder = load_encoder(job.model, job.device, job.max_length)
+    encoder = load_job_encoder(job)
     scorer: Scorer = bi_encoder_scorer(encoder, job.query_prompt)
     if job.cross_encoder:
         cross = load_cross_encoder(job.cross_encoder, job.device, job.cross_encoder_max_length)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from hardneg.core.atomic import write_text_atomic
+from hardneg.core.backends import BackendChoice
 from hardneg.core.bm25 import BM25Params
 from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.encoders import load_encoder
@@ -17,7 +18,7 @@ from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.data import load_dataset_split
 from hardneg.service.settings import Settings
 from hardneg.trainers.evaluation import RetrievalEvaluation, evaluate_bm25, evaluate_dense
-from hardneg.trainers.output import load_dual_encoder
+from hardneg.trainers.output import DUAL_FILE, load_dual_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -39,12 +40,15 @@ class EvaluateRequest:
     corpus_prompt: str = ""
 
 
-def load_models(name: str, device: str | None) -> tuple[SentenceTransformer, SentenceTransformer]:
-    """(query encoder, document encoder): the two sides of an ADORE folder, else one model twice."""
+def load_models(
+    name: str, device: str | None, backend: BackendChoice, workspace: Workspace
+) -> tuple[SentenceTransformer, SentenceTransformer]:
+    """(query encoder, document encoder): the two sides of an ADORE folder (torch), else one
+    model twice, run by ``backend``."""
     folder = Path(name).expanduser()
-    if folder.is_dir():
+    if (folder / DUAL_FILE).is_file():
         return load_dual_encoder(folder, device)
-    model = load_encoder(name, device)
+    model = load_encoder(name, device, None, backend, workspace.encoder_exports)
     return model, model
 
 
@@ -75,7 +79,9 @@ def run_evaluation(
         result = evaluate_bm25(split, workspace, request.bm25, progress)
     else:
         model_name = request.model or settings.model
-        query_model, doc_model = load_models(model_name, settings.device)
+        query_model, doc_model = load_models(
+            model_name, settings.device, settings.encoder_backend, workspace
+        )
         result = evaluate_dense(
             split,
             doc_model,

@@ -113,6 +113,7 @@ def make_job(
         cross_encoder=request.cross_encoder,
         cross_encoder_max_length=request.cross_encoder_max_length,
         device=settings.device,
+        encoder_backend=settings.encoder_backend,
         batch_size=request.batch_size,
         max_length=request.max_length,
         bm25=request.bm25,

@@ -268,7 +268,12 @@ class Experiment:
         return self.stages.run(
             f"test-{name}",
             lambda: score_on_test(
-                self.output / "data", model, self.workspace, self.settings.device, self.progress
+                self.output / "data",
+                model,
+                self.workspace,
+                self.settings.device,
+                self.progress,
+                self.settings.encoder_backend,
             ),
         )
 
@@ -321,6 +326,7 @@ class Experiment:
                 self.model,
                 self.workspace,
                 self.settings.device,
+                self.settings.encoder_backend,
             ),
         )
         report = build_report(
