@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from hardneg.core.atomic import write_text_atomic
 from hardneg.core.backends import BACKENDS, EncoderBackend, to_backend
 from hardneg.core.beir import BeirSplit, load_split
 from hardneg.core.dense import DenseIndex
+from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import encode_texts, load_encoder, model_fingerprint, resolve_model
 from hardneg.core.metrics import evaluate
 from hardneg.core.workspace import Workspace
@@ -126,12 +128,31 @@ def encoder_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
         save(section)
         for backend in args.ndcg_backends:  # the slow part: saved after each backend
             started = time.perf_counter()
-            vectors[backend][speed_docs:] = encode_texts(models[backend], texts[speed_docs:])
+            if backend == "torch" and args.torch_embeddings is not None:
+                results[backend] |= reuse_stored(args.torch_embeddings, split, models["torch"])
+                stored = np.load(args.torch_embeddings, mmap_mode="r")
+                check = np.sum(stored[:speed_docs] * vectors["torch"][:speed_docs], axis=1)
+                results[backend]["stored_vs_fresh_min_cosine"] = float(check.min())
+                vectors[backend][speed_docs:] = stored[speed_docs:]
+            else:
+                rest = encode_texts(models[backend], texts[speed_docs:])
+                vectors[backend][speed_docs:] = rest
             results[backend]["rest_of_corpus_s"] = time.perf_counter() - started  # for scale
             results[backend]["ndcg@10"] = ndcg_at_10(split, vectors[backend], models[backend])
             logger.info("%s: %s", backend, results[backend])
             save(section | int8_summary(results))
     return section | int8_summary(results)
+
+
+def reuse_stored(path: Path, split: BeirSplit, model: Any) -> dict[str, Any]:
+    """Check that a stored fp32 matrix is this corpus under this torch model (its EmbeddingKey,
+    from the sidecar JSON) before its rows beyond the speed documents stand in for encoding."""
+    meta = json.loads(path.with_suffix(".json").read_text())
+    expected = asdict(EmbeddingKey.for_model(split.corpus, model))
+    differing = [k for k, v in expected.items() if k in meta and meta[k] != v]
+    if differing or meta.get("rows") != len(split.corpus):
+        raise SystemExit(f"--torch-embeddings: {path} is another key ({differing or 'rows'})")
+    return {"rest_of_corpus_from": str(path)}
 
 
 def int8_summary(results: dict[str, dict[str, float | None]]) -> dict[str, Any]:
@@ -202,6 +223,12 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--speed-docs", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=256, help="cross-encoder pairs timed")
+    parser.add_argument(
+        "--torch-embeddings",
+        type=Path,
+        help="a stored torch fp32 matrix of this corpus (an EmbeddingStore .npy, key checked): "
+        "its rows after the speed documents are reused instead of encoded again",
+    )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument(
         "--ndcg-backends",

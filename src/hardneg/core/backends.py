@@ -67,7 +67,7 @@ def resolve_backend(choice: str, device: str) -> EncoderBackend:
     """The backend to run on ``device``: ``auto`` is torch on a GPU and ``CPU_DEFAULT`` on a CPU
     (torch where ONNX Runtime is not installed). Exported backends run on the CPU only."""
     backend = check_backend(choice)
-    on_cpu = device == "cpu"
+    on_cpu = device.split(":")[0] == "cpu"
     if backend == "auto":
         if not on_cpu or not _onnxruntime_installed():
             return "torch"
