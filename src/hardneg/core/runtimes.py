@@ -55,6 +55,10 @@ class OnnxRuntimeTransformer(_GraphTransformer):
         super().__init__(config, output)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
+        # no busy-waiting between runs: on a shared CPU, and with several sessions in one process
+        # (bi-encoder, cross-encoder), spinning threads take the cores from the work
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
             str(graph), options, providers=["CPUExecutionProvider"]
         )
