@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hardneg.miners.disk_cache import DiskCache
-from hardneg.miners.llm.backends import BackendConfig, backend_from_options, open_client
+from hardneg.miners.llm.backends import BackendConfig, open_client
 from hardneg.miners.llm.client import ChatMessage, LLMError, LLMRequest, SamplingParams
 from hardneg.miners.llm.generation import GenerationJob, generate_all, llm_cache_key
 from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig
@@ -122,7 +122,7 @@ def test_cancelling_drops_the_running_sequences_and_the_client_still_works(
 
 
 def test_backend_config_sets_the_concurrency() -> None:
-    config = backend_from_options({"llm_concurrency": 3, "llm_n_ctx": 512, "llm_n_threads": 1})
+    config = BackendConfig(concurrency=3, n_ctx=512, n_threads=1)
     assert config.concurrency == 3
     request = LLMRequest((ChatMessage("user", "Name one animal."),), SamplingParams(max_tokens=4))
     with open_client(config) as client:

@@ -1,4 +1,4 @@
-"""Corpus embeddings, encoded once per (corpus, model, max length, prompt) and reused.
+"""Corpus embeddings, encoded once per (corpus, model, backend, max length, prompt) and reused.
 
 Each matrix is a float32 ``.npy`` file, written in chunks to a temp file (bounded memory, no
 half-written file on a crash or cancel) and memory-mapped on load.
@@ -18,6 +18,7 @@ import numpy.typing as npt
 from numpy.lib.format import open_memmap
 
 from hardneg.core.atomic import atomic_path
+from hardneg.core.backends import model_backend
 from hardneg.core.beir import Corpus
 from hardneg.core.encoders import encode_texts, model_fingerprint, uses_cosine
 from hardneg.core.progress import Progress, no_progress
@@ -37,6 +38,7 @@ class EmbeddingKey:
     max_length: int
     prompt: str
     normalized: bool
+    backend: str = "torch"  # also in model_fingerprint: int8 and fp32 vectors never share a file
 
     @property
     def stem(self) -> str:
@@ -53,6 +55,7 @@ class EmbeddingKey:
             max_length=int(model.max_seq_length or 0),
             prompt=prompt,
             normalized=uses_cosine(model),
+            backend=model_backend(model),
         )
 
 

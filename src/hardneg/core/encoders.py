@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from hardneg.core.backends import BackendChoice, recorded_fingerprint, resolve_backend, to_backend
 from hardneg.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # torch and sentence-transformers load lazily: settings and the API start fast
@@ -55,15 +57,28 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def load_encoder(
-    name_or_path: str | None = None, device: str | None = None, max_length: int | None = None
+    name_or_path: str | None = None,
+    device: str | None = None,
+    max_length: int | None = None,
+    backend: BackendChoice = "torch",
+    exports: Path | None = None,
 ) -> SentenceTransformer:
-    """Load a bi-encoder by hub id or local path; fp16 on a GPU, fp32 on CPU."""
+    """Load a bi-encoder by hub id or local path; fp16 on a GPU, fp32 on CPU.
+
+    ``backend`` other than torch runs the transformer from a graph exported once into
+    ``exports`` (``Workspace.encoder_exports``; see :mod:`hardneg.core.backends`).
+    """
     from sentence_transformers import SentenceTransformer
 
     device = pick_device(device)
+    chosen = resolve_backend(backend, device)
+    if chosen != "torch" and exports is None:
+        raise ValueError(f"backend: {chosen!r} needs a folder for its exported graph (exports)")
     model = SentenceTransformer(resolve_model(name_or_path), device=device)
     if device.startswith("cuda"):
         model.half()
+    if exports is not None and chosen != "torch":
+        to_backend(model, model_fingerprint(model), chosen, exports)
     if max_length is not None:
         model.max_seq_length = max_length
     return model
@@ -73,8 +88,12 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     """Hash of every parameter and buffer (names, dtypes, values).
 
     Two models with identical weights share a fingerprint whatever their path; a fine-tuned
-    checkpoint always gets a new one, so cached embeddings can never be stale.
+    checkpoint always gets a new one, so cached embeddings can never be stale. A model run by an
+    exported backend carries the fingerprint it was given at export (weights, backend, recipe).
     """
+    recorded = recorded_fingerprint(model)
+    if recorded is not None:
+        return recorded
     return _fingerprint_cached(model, _weights_version(model))
 
 

@@ -27,7 +27,8 @@ class Workspace:
     """Layout of the data directory::
 
     datasets/<name>/                      downloaded BEIR datasets
-    embeddings/<corpus fp>/<key>.npy      corpus embeddings per model/length/prompt
+    embeddings/<corpus fp>/<key>.npy      corpus embeddings per model/backend/length/prompt
+    encoders/<model fp>-<artifact>-v<n>/  encoders exported to ONNX (fp32, int8), see core.backends
     indexes/bm25/<corpus fp>-<params>/    saved BM25 indexes
     indexes/faiss/<embedding key>-<cfg>/  saved FAISS indexes (IVF/HNSW)
     """
@@ -42,6 +43,10 @@ class Workspace:
     @property
     def embeddings(self) -> EmbeddingStore:
         return EmbeddingStore(self.root / "embeddings")
+
+    @property
+    def encoder_exports(self) -> Path:
+        return self.root / "encoders"
 
     def bm25_dir(self, corpus_fingerprint: str, params: BM25Params) -> Path:
         params_id = cache_key("bm25", params.model_dump()).split(":")[1][:12]

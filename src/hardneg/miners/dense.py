@@ -173,7 +173,10 @@ def dense_candidates(
 
 
 def load_job_encoder(job: MiningJob) -> SentenceTransformer:
-    return load_encoder(job.spec.model, job.device, job.spec.max_length)
+    exports = job.workspace.encoder_exports
+    return load_encoder(
+        job.spec.model, job.device, job.spec.max_length, job.encoder_backend, exports
+    )
 
 
 def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
@@ -195,6 +198,7 @@ def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
         "scorer": "cosine" if uses_cosine(model) else "dot",
         "model": job.spec.model or DEFAULT_MODEL,
         "model_fingerprint": embedding.model_fingerprint,
+        "backend": embedding.backend,
         "max_length": int(model.max_seq_length or 0),
         "index": job.spec.index.model_dump(),
         "query_prompt": job.spec.query_prompt,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hardneg.core.backends import BackendChoice
 from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
 from hardneg.core.negatives import MinedQuery
@@ -29,6 +30,7 @@ class MiningJob:
     workspace: Workspace
     cache: Cache | None = None
     device: str | None = None
+    encoder_backend: BackendChoice = "torch"  # how the bi-encoder runs (core.backends)
 
 
 @dataclass(frozen=True)

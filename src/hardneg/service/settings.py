@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hardneg.core.backends import BackendChoice
 from hardneg.core.encoders import DEFAULT_MODEL
 from hardneg.core.workspace import default_home
 from hardneg.miners.llm.backends import DEFAULT_CONCURRENCY, Backend, BackendConfig
@@ -21,6 +22,12 @@ class Settings(BaseSettings):
     model: str = Field(DEFAULT_MODEL, description="default bi-encoder (hub id or local path)")
     device: str | None = Field(
         None, description="torch device; default cuda when present, else cpu"
+    )
+    encoder_backend: BackendChoice = Field(
+        "auto",
+        description="how bi-encoders run: torch, onnx, onnx-int8, openvino or openvino-int8 "
+        "(exported once into the data directory, CPU only); auto: torch on a GPU, the measured "
+        "CPU default on a CPU (hardneg.core.backends.CPU_DEFAULT)",
     )
     data_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,

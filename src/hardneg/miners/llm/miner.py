@@ -21,11 +21,12 @@ from dataclasses import asdict, replace
 import numpy as np
 
 from hardneg.core.beir import BeirSplit, Corpus, Document
-from hardneg.core.encoders import DEFAULT_MODEL, load_encoder
+from hardneg.core.encoders import DEFAULT_MODEL
 from hardneg.core.negatives import MinedQuery
 from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.candidates import CandidateLists
 from hardneg.miners.cross_encoder import load_cross_encoder
+from hardneg.miners.dense import load_job_encoder
 from hardneg.miners.job import FilterReport, MinedRun, MiningJob, merge_counts
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
@@ -141,7 +142,7 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     max_queries = llm.max_queries
     query_ids = list(job.split.queries)[:max_queries] if max_queries else None
     items = split_positives(job.split, query_ids)
-    encoder = load_encoder(job.spec.model, job.device, job.spec.max_length)
+    encoder = load_job_encoder(job)
     scorer: Scorer = bi_encoder_scorer(encoder, job.spec.query_prompt)
     if job.spec.cross_encoder:
         cross = load_cross_encoder(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hardneg.core.atomic import write_text_atomic
+from hardneg.core.backends import BackendChoice
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
@@ -15,7 +16,7 @@ from hardneg.service.pipelines.data import load_dataset_split
 from hardneg.service.settings import Settings
 from hardneg.service.specs import EvaluateSpec
 from hardneg.trainers.evaluation import RetrievalEvaluation, evaluate_bm25, evaluate_dense
-from hardneg.trainers.output import load_dual_encoder
+from hardneg.trainers.output import DUAL_FILE, load_dual_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -23,12 +24,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def load_models(name: str, device: str | None) -> tuple[SentenceTransformer, SentenceTransformer]:
-    """(query encoder, document encoder): the two sides of an ADORE folder, else one model twice."""
+def load_models(
+    name: str, device: str | None, backend: BackendChoice, workspace: Workspace
+) -> tuple[SentenceTransformer, SentenceTransformer]:
+    """(query encoder, document encoder): the two sides of an ADORE folder (torch), else one
+    model twice, run by ``backend``."""
     folder = Path(name).expanduser()
-    if folder.is_dir():
+    if (folder / DUAL_FILE).is_file():
         return load_dual_encoder(folder, device)
-    model = load_encoder(name, device)
+    model = load_encoder(name, device, None, backend, workspace.encoder_exports)
     return model, model
 
 
@@ -60,7 +64,9 @@ def run_evaluation(
         result = evaluate_bm25(split, workspace, spec.bm25, progress)
     else:
         model_name = spec.model or settings.model
-        query_model, doc_model = load_models(model_name, settings.device)
+        query_model, doc_model = load_models(
+            model_name, settings.device, settings.encoder_backend, workspace
+        )
         result = evaluate_dense(
             split,
             doc_model,

@@ -81,7 +81,8 @@ def make_retriever(
         params = BM25Params()
         folder = workspace.bm25_dir(corpus.fingerprint, params)
         return bm25_retriever(BM25Index.load_or_build(folder, corpus, params, progress))
-    model = load_encoder(spec.encoder or settings.model, settings.device)
+    name, exports = spec.encoder or settings.model, workspace.encoder_exports
+    model = load_encoder(name, settings.device, None, settings.encoder_backend, exports)
     vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
     stem = EmbeddingKey.for_model(corpus, model).stem
     index = workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig())

@@ -68,7 +68,7 @@ def make_job(spec: MineSpec, data: str, settings: Settings, cache: Cache | None)
     )
     if spec.model is None:
         spec = spec.model_copy(update={"model": settings.model})
-    return MiningJob(spec, split, workspace, cache, settings.device)
+    return MiningJob(spec, split, workspace, cache, settings.device, settings.encoder_backend)
 
 
 def false_negative_probe(

@@ -260,7 +260,12 @@ class Experiment:
             f"test-{name}",
             Scored,
             lambda: score_on_test(
-                self.output / "data", model, self.workspace, self.settings.device, self.progress
+                self.output / "data",
+                model,
+                self.workspace,
+                self.settings.device,
+                self.progress,
+                self.settings.encoder_backend,
             ),
         )
 
@@ -315,6 +320,7 @@ class Experiment:
                 self.model,
                 self.workspace,
                 self.settings.device,
+                self.settings.encoder_backend,
             ),
         )
         report = build_report(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardneg.core.backends import BackendChoice
 from hardneg.core.beir import find_corpus_file, load_corpus
 from hardneg.core.encoders import encode_texts, load_encoder
 from hardneg.core.negatives import read_mined
@@ -26,10 +27,11 @@ def score_distributions(
     model_name: str,
     workspace: Workspace,
     device: str | None = None,
+    backend: BackendChoice = "torch",
 ) -> Distributions:
     """Per method: the base model's cosine of (query, positive) and (query, negative) pairs."""
     corpus = load_corpus(find_corpus_file(folder))
-    model = load_encoder(model_name, device)
+    model = load_encoder(model_name, device, None, backend, workspace.encoder_exports)
     vectors = workspace.embeddings.encode_corpus(model, corpus)  # (N, dim), cached
     methods: dict[str, dict[str, list[float]]] = {}
     for method, path in mined.items():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hardneg.core.backends import BackendChoice
 from hardneg.core.beir import load_split
 from hardneg.core.metrics import Evaluation
 from hardneg.core.progress import Progress
@@ -133,12 +134,13 @@ def score_on_test(
     workspace: Workspace,
     device: str | None,
     progress: Progress,
+    backend: BackendChoice = "torch",
 ) -> Scored:
     """Test-split metrics, mean and per query, of a trained folder or model (None: BM25)."""
     split = load_split(data, TEST_SPLIT)
     if model is None:
         return _scored(evaluate_bm25(split, workspace, progress=progress).evaluation)
-    query_model, doc_model = load_models(model, device)
+    query_model, doc_model = load_models(model, device, backend, workspace)
     result = evaluate_dense(
         split, doc_model, workspace, name=model, progress=progress, query_model=query_model
     )
