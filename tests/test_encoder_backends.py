@@ -23,6 +23,7 @@ from hardneg.core.encoders import encode_texts, load_encoder, model_fingerprint,
 from hardneg.core.workspace import Workspace
 from hardneg.miners.dense import mine_dense
 from hardneg.miners.job import MiningJob
+from hardneg.miners.spec import MineSpec
 from hardneg.service.settings import Settings
 
 TEXTS = [
@@ -133,7 +134,8 @@ def test_dense_miner_runs_the_jobs_backend(
     tiny_beir: Path, workspace: Workspace, int8_model: SentenceTransformer
 ) -> None:
     split = load_split(tiny_beir, "test")
-    run = mine_dense(MiningJob(split, workspace, encoder_backend="onnx-int8"))
+    job = MiningJob(MineSpec(method="dense"), split, workspace, encoder_backend="onnx-int8")
+    run = mine_dense(job)
     assert run.provenance["backend"] == "onnx-int8"
     assert run.provenance["model_fingerprint"] == model_fingerprint(int8_model)
 
