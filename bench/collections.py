@@ -159,9 +159,9 @@ def _keep_known(qrels: Qrels, doc_ids: set[str], notes: dict[str, int]) -> Qrels
     kept: Qrels = {}
     for query_id, judged in qrels.items():
         known = {d: g for d, g in judged.items() if d in doc_ids}
-        notes["judgments_on_dropped_documents"] = notes.get(
-            "judgments_on_dropped_documents", 0
-        ) + len(judged) - len(known)
+        notes["judgments_on_dropped_documents"] = (
+            notes.get("judgments_on_dropped_documents", 0) + len(judged) - len(known)
+        )
         if known:
             kept[query_id] = known
     return kept

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from hardneg.core.beir import DataError
 from hardneg.core.dense import IndexKind
 
-TrainerKind = Literal["star", "adore", "baseline", "reranker"]
+TrainerKind = Literal["star", "adore", "baseline", "reranker", "margin-mse"]
 Optimizer = Literal["adamw", "lamb"]
 Precision = Literal["fp32", "fp16", "bf16"]
 

@@ -43,7 +43,13 @@ def trainer_for(kind: str) -> Trainer:
         from hardneg.trainers.reranker import train_reranker
 
         return train_reranker
-    raise ValueError(f"unknown trainer {kind!r}; choose star, adore, baseline or reranker")
+    if kind == "margin-mse":
+        from hardneg.trainers.margin_mse import train_margin_mse
+
+        return train_margin_mse
+    raise ValueError(
+        f"unknown trainer {kind!r}; choose star, adore, baseline, reranker or margin-mse"
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
@@ -62,7 +68,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run one hardneg trainer (torchrun-friendly).")
-    parser.add_argument("kind", choices=["star", "adore", "baseline", "reranker"])
+    parser.add_argument("kind", choices=["star", "adore", "baseline", "reranker", "margin-mse"])
     parser.add_argument("--config", type=Path, required=True, help="JSON or YAML config file")
     parser.add_argument("--home", type=Path, default=None, help="workspace (default HARDNEG_HOME)")
     parser.add_argument("--set", action="append", default=[], help="override: key=value")

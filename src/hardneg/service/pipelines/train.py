@@ -21,7 +21,7 @@ from hardneg.trainers.launch import trainer_for
 
 logger = logging.getLogger(__name__)
 
-TRAINER_KINDS: tuple[TrainerKind, ...] = ("star", "adore", "baseline", "reranker")
+TRAINER_KINDS: tuple[TrainerKind, ...] = ("star", "adore", "baseline", "reranker", "margin-mse")
 
 
 @dataclass(frozen=True)
