@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hardneg.service.jobs.context import JobContext, JobOutcome
+from hardneg.service.jobs.kinds.adapt import AdaptParams
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
 from hardneg.service.jobs.kinds.evaluate import EvaluateParams
 from hardneg.service.jobs.kinds.experiment import ExperimentParams
@@ -98,6 +99,17 @@ KINDS: dict[str, JobKind] = {
             "the test split after all training and compare arms with Holm-corrected paired "
             "tests (best_method is null unless one arm beats every other); report.md/json and "
             "plots are published as artifacts.",
+        ),
+        JobKind(
+            name="adapt",
+            params=AdaptParams,
+            run="hardneg.service.jobs.kinds.adapt:run",
+            description="A corpus without training queries -> a retriever adapted to it: the "
+            "server's LLM writes queries for passages spread over the corpus (round-trip and "
+            "score filtered), negatives are mined and scored by a teacher, the bi-encoder trains "
+            "with MarginMSE (GPL) and is validated on held-out generated queries; unless a "
+            "checkpoint beats the base model there, the base model is returned and the stats "
+            "say why. The adapted model is published as model.tar.gz (job:<id>).",
         ),
         JobKind(
             name="corpus",
