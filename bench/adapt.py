@@ -1,7 +1,7 @@
 """Adapt benchmark: corpus only → ``hardneg adapt`` → the test split, on collections this project
 never tuned on (BEIR folders written by ``bench.collections``, outside ``../shared``).
 
-    nice -n 10 python -m bench.adapt [--collections cranfield cisi] [--set train.steps=100]
+    nice -n 5 python -m bench.adapt [--collections cranfield cisi] [--set train.steps=100]
 
 Per collection: BM25, the base model zero-shot and the adapt run's model (adapted, or the base
 model when its validation said no checkpoint beats it) on the test split, nDCG@10 and
@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,10 @@ logger = logging.getLogger("bench.adapt")
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg@10", "recall@100")
 DEFAULT_SPEC: dict[str, object] = {
-    "queries.passages": 80,
+    "queries.passages": 70,
     "queries.per_passage": 2,
-    "queries.max_passage_chars": 500,
+    "queries.bootstrap_passages": 4,
+    "queries.max_passage_chars": 400,
     "train.val_share": 0.25,
     "train.steps": 100,
     "train.eval_steps": 20,
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(home=args.home)
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
     results: dict[str, Any] = {
-        "command": "nice -n 10 python -m bench.adapt " + " ".join(argv or []),
+        "command": "python -m bench.adapt " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "niceness": os.nice(0),
         "overrides": overrides,
         "machine": machine_info() | {"load_average_start": os.getloadavg()},
         "collections": dict(previous.get("collections", {})),

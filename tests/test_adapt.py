@@ -177,3 +177,57 @@ def test_few_shot_template_shows_the_examples_and_escapes_dollars() -> None:
     user = template.render({"passage": "new text"})[-1].content
     assert user.endswith("Text: new text\nQuestion:") and "costs $5 a day" in user
     assert template.version != few_shot_template([("other", "q")]).version
+
+
+def test_the_adapt_job_validates_runs_and_publishes(tmp_path: Path) -> None:
+    """POST /v1/jobs/adapt through the real API and Redis, then the attempt a worker would run."""
+    import gzip
+
+    from fastapi.testclient import TestClient
+
+    from hardneg.service.api.app import create_app
+    from hardneg.service.jobs.runner import run_attempt
+    from hardneg.service.jobs.services import Services
+    from tests.test_service_support import API_KEY, REDIS_URL, jsonl, purge, unique_prefix
+
+    prefix = unique_prefix()
+    with fake_openai(responder) as server:
+        settings = Settings(
+            home=tmp_path / "home",
+            redis_url=REDIS_URL,
+            redis_prefix=prefix,
+            api_keys=[API_KEY],
+            llm_backend="openai",
+            llm_base_url=server.url,
+            llm_model="scripted",
+        )
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        try:
+            with TestClient(create_app(settings), headers=auth) as client:
+                corpus = client.post("/v1/corpora?name=t", content=gzip.compress(jsonl(DOCS)))
+                corpus_id = corpus.json()["id"]
+                bad = {"queries": {"pasages": 3}}
+                response = client.post(
+                    "/v1/jobs/adapt", json={"corpus_id": corpus_id, "params": bad}
+                )
+                assert response.status_code == 422 and "pasages" in response.text
+                params = _request(tmp_path, server.url).spec.model_dump()
+                response = client.post(
+                    "/v1/jobs/adapt", json={"corpus_id": corpus_id, "params": params}
+                )
+                assert response.status_code == 202, response.text
+                job_id = response.json()["id"]
+                services = Services.connect(settings)
+                try:
+                    assert run_attempt(services, job_id, 1) == "succeeded"
+                finally:
+                    services.close()
+                job = client.get(f"/v1/jobs/{job_id}").json()
+                stats = job["stats"]
+                assert stats["queries"]["generated"] == 24 and "decision" in stats
+                expected = f"job:{job_id}" if stats["adapted"] else "all-MiniLM-L6-v2"
+                assert stats["model"] == expected
+                report = client.get(f"/v1/jobs/{job_id}/artifacts/report.json")
+                assert report.status_code == 200 and report.json()["adapted"] == stats["adapted"]
+        finally:
+            purge(prefix)
