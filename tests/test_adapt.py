@@ -231,3 +231,33 @@ def test_the_adapt_job_validates_runs_and_publishes(tmp_path: Path) -> None:
                 assert report.status_code == 200 and report.json()["adapted"] == stats["adapted"]
         finally:
             purge(prefix)
+
+
+def test_the_cli_takes_a_spec_file_and_dotted_overrides(corpus: Path, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from hardneg.service.commands.adapt import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """hardneg (test harness)"""
+
+    register(app)
+    runner = CliRunner()
+    with fake_openai(responder) as server:
+        spec = tmp_path / "spec.json"
+        spec.write_text(_request(corpus, server.url).spec.model_dump_json())
+        common = ["adapt", "--data", str(corpus), "--output", str(tmp_path / "run")]
+        common += ["--home", str(tmp_path / "home"), "--config", str(spec)]
+        common += ["--llm-backend", "openai", "--llm-model", "scripted"]
+        common += ["--llm-base-url", server.url]
+        bad = runner.invoke(app, [*common, "--set", "train.stepz=3"])
+        assert bad.exit_code != 0 and "train.stepz" in bad.output
+        done = runner.invoke(app, [*common, "--set", "seed=2"])
+        assert done.exit_code == 0, done.output
+    assert "decision" in done.output and "generated queries" in done.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["request"]["spec"]["seed"] == 2
