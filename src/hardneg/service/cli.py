@@ -19,6 +19,7 @@ from hardneg.service.commands.errors import set_verbose
 
 # command name -> (module under hardneg.service.commands, its one-line help in `hardneg --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "adapt": ("adapt", "Adapt a retriever to a corpus without training queries (GPL-style)."),
     "evaluate": ("evaluate", "Evaluate BM25 and/or a dense model on a BEIR split."),
     "datasets": ("datasets", "BEIR datasets: download one by name."),
     "experiment": (

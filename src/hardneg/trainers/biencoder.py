@@ -15,7 +15,8 @@ global batch exactly as in a single-process run with the global batch size.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
@@ -116,23 +117,34 @@ def make_loss(
     ctx: DistContext,
     frozen: FrozenDocuments | None = None,
 ) -> LossFn:
-    args = config.model
 
     def compute(forward: torch.nn.Module, micro_step: int) -> torch.Tensor:
         batch = schedule.batch(micro_step)
         local = batch.shard(ctx.rank, ctx.world_size)
-        if frozen is None:
-            queries, positives, negatives = encode_batch(forward, model, local, config, ctx.device)
-        else:
-            features = tokenize(
-                model, local.queries, args.max_query_length, ctx.device, args.query_prompt
-            )
-            queries = forward([features])[0]  # (b, dim)
-            positives = frozen.lookup(local.positive_ids, ctx.device)  # (b, dim)
-            negatives = frozen.lookup(local.negative_ids, ctx.device)  # (b * k, dim)
+        queries, positives, negatives = encode_sides(forward, model, local, config, ctx, frozen)
         return batch_loss(kind, batch, queries, positives, negatives, ctx, config.train.scale)
 
     return compute
+
+
+def encode_sides(
+    forward: torch.nn.Module,
+    model: SentenceTransformer,
+    local: Batch,
+    config: TrainingConfig,
+    ctx: DistContext,
+    frozen: FrozenDocuments | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries (b, dim), positives (b, dim), negatives (b * k, dim): all encoded by the model,
+    or with ``frozen`` documents only the queries (the documents looked up)."""
+    if frozen is None:
+        return encode_batch(forward, model, local, config, ctx.device)
+    args = config.model
+    features = tokenize(model, local.queries, args.max_query_length, ctx.device, args.query_prompt)
+    queries = forward([features])[0]  # (b, dim)
+    positives = frozen.lookup(local.positive_ids, ctx.device)  # (b, dim)
+    negatives = frozen.lookup(local.negative_ids, ctx.device)  # (b * k, dim)
+    return queries, positives, negatives
 
 
 def _frozen_side(
@@ -149,13 +161,21 @@ def _frozen_side(
     return doc_model, corpus, table
 
 
+LossFactory = Callable[
+    [BatchSchedule, "SentenceTransformer", TrainingConfig, DistContext, FrozenDocuments | None],
+    LossFn,
+]
+
+
 def train_bi_encoder(
-    kind: LossKind,
+    kind: str,
     config: TrainingConfig,
     workspace: Workspace,
     progress: Progress = no_progress,
+    loss: LossFactory | None = None,
 ) -> dict[str, Any]:
-    """Train a shared bi-encoder with ``kind``'s loss; returns the run summary."""
+    """Train a shared bi-encoder with ``kind``'s loss (or the one ``loss`` builds, e.g.
+    MarginMSE's); returns the run summary."""
     done = already_finished(config)
     if done is not None:
         return done
@@ -191,7 +211,9 @@ def train_bi_encoder(
         forward=BiEncoderForward(model),
         weights=model,
         micro_batches_per_epoch=schedule.batches_per_epoch,
-        compute_loss=make_loss(kind, schedule, model, config, ctx, frozen),
+        compute_loss=loss(schedule, model, config, ctx, frozen)
+        if loss is not None
+        else make_loss(cast(LossKind, kind), schedule, model, config, ctx, frozen),
         evaluator=evaluator,
     )
     result = train_loop(task, config, ctx, progress)

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, model_validator
 from hardneg.core.index_params import IndexKind
 from hardneg.core.spec import Section, Spec, build_spec, read_spec_file, server_owned
 
-TrainerKind = Literal["star", "adore", "baseline", "reranker"]
+TrainerKind = Literal["star", "adore", "baseline", "reranker", "margin-mse"]
 TRAINER_KINDS: tuple[TrainerKind, ...] = get_args(TrainerKind)
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 Optimizer = Literal["adamw", "lamb"]

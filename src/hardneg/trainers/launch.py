@@ -44,7 +44,13 @@ def trainer_for(kind: str) -> Trainer:
         from hardneg.trainers.reranker import train_reranker
 
         return train_reranker
-    raise ValueError(f"unknown trainer {kind!r}; choose star, adore, baseline or reranker")
+    if kind == "margin-mse":
+        from hardneg.trainers.margin_mse import train_margin_mse
+
+        return train_margin_mse
+    raise ValueError(
+        f"unknown trainer {kind!r}; choose star, adore, baseline, reranker or margin-mse"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -142,3 +142,40 @@ def listwise_ce_loss(logits: torch.Tensor, valid: torch.Tensor | None = None) ->
         scores = scores.masked_fill(~valid, float("-inf"))  # (B, 1 + k)
     target = torch.zeros(len(scores), dtype=torch.long, device=scores.device)  # (B,)
     return functional.cross_entropy(scores, target)
+
+
+def margin_mse_loss(
+    query_emb: torch.Tensor,
+    positive_emb: torch.Tensor,
+    negative_emb: torch.Tensor,
+    teacher_margin: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """MarginMSE (Hofstätter et al., "Improving Efficient Neural Ranking Models with
+    Cross-Architecture Knowledge Distillation", 2020), the loss of GPL (Wang et al., "GPL:
+    Generative Pseudo Labeling for Unsupervised Domain Adaptation of Dense Retrieval", NAACL
+    2022): the student's score margin between a query's positive and each of its negatives is
+    regressed onto the teacher's (a cross-encoder's) margin for the same pair,
+
+        L = mean over valid (q, d+, d-) of  ((s(q, d+) - s(q, d-)) - (t(q, d+) - t(q, d-)))^2
+
+    with ``s = scale * q · d``. Soft margins tolerate a false negative: a negative the teacher
+    scores like the positive asks for a margin near zero, not for a large one.
+
+    Args:
+        query_emb: (B, dim) queries.
+        positive_emb: (B, dim) each query's positive.
+        negative_emb: (B, k, dim) each query's k negatives.
+        teacher_margin: (B, k) teacher score of the positive minus that of each negative.
+        valid: (B, k) bool, False for padding negatives; None: all valid.
+    """
+    queries = query_emb.float()  # (B, dim)
+    positive = scale * (queries * positive_emb.float()).sum(-1)  # (B,)
+    negative = scale * torch.einsum("bd,bkd->bk", queries, negative_emb.float())  # (B, k)
+    student_margin = positive.unsqueeze(1) - negative  # (B, k)
+    errors = (student_margin - teacher_margin.float()) ** 2  # (B, k)
+    if valid is None:
+        return errors.mean()
+    mask = valid.to(errors.dtype)  # (B, k)
+    return (errors * mask).sum() / mask.sum().clamp(min=1)

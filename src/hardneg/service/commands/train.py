@@ -30,6 +30,7 @@ _HELP = {
     "adore": "ADORE: query encoder trained on dynamic negatives from a frozen document index.",
     "baseline": "Baseline: sentence-transformers MultipleNegativesRankingLoss, mined negatives.",
     "reranker": "Cross-encoder reranker from a base model, on positives + mined negatives.",
+    "margin-mse": "GPL-style MarginMSE on the teacher scores of a scored negatives file.",
 }
 
 

@@ -21,6 +21,7 @@ from hardneg.core.spec import refused_fields
 from hardneg.miners.spec import MineSpec
 from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, check_model_refs
 from hardneg.service.jobs.kinds import evaluate, experiment, generate, mine, train
+from hardneg.service.jobs.kinds.adapt import AdaptParams
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
 from hardneg.service.jobs.kinds.train import TrainJobSpec
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
@@ -118,6 +119,17 @@ KINDS: dict[str, JobKind] = {
             "the test split after all training and compare arms with Holm-corrected paired "
             "tests (best_method is null unless one arm beats every other); report.md/json and "
             "plots are published as artifacts.",
+        ),
+        JobKind(
+            name="adapt",
+            params=AdaptParams,
+            run="hardneg.service.jobs.kinds.adapt:run",
+            description="A corpus without training queries -> a retriever adapted to it: the "
+            "server's LLM writes queries for passages spread over the corpus (round-trip and "
+            "score filtered), negatives are mined and scored by a teacher, the bi-encoder trains "
+            "with MarginMSE (GPL) and is validated on held-out generated queries; unless a "
+            "checkpoint beats the base model there, the base model is returned and the stats "
+            "say why. The adapted model is published as model.tar.gz (job:<id>).",
         ),
         JobKind(
             name="corpus",

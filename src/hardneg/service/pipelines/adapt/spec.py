@@ -1,0 +1,146 @@
+"""The one typed request of ``adapt``: the API body of ``POST /v1/jobs/adapt`` and, through
+``--config FILE`` / ``--set key=value``, the options of ``hardneg adapt``. Torch-free.
+
+What the corpus is and which LLM writes the queries are not in it: the CLI takes them as
+arguments, the service uses the job's corpus and the server's LLM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hardneg.core.beir import DataError
+
+Prompt = Literal["zero-shot", "few-shot"]
+Teacher = Literal["hybrid", "cross-encoder"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueryOptions(_Strict):
+    """Generated training queries: how many, from which passages, and what is kept."""
+
+    passages: int = Field(200, ge=2, le=1_000_000, description="passages, spread over the corpus")
+    per_passage: int = Field(2, ge=1, le=20, description="queries sampled per passage")
+    prompt: Prompt = Field(
+        "few-shot",
+        description="few-shot: a handful of the corpus's own passages with queries written for "
+        "them (the examples, or the best of a zero-shot bootstrap) shown before each passage",
+    )
+    examples: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="example queries in the style wanted (few-shot; empty: bootstrapped)",
+    )
+    bootstrap_passages: int = Field(6, ge=1, le=100, description="few-shot bootstrap passages")
+    demos: int = Field(2, ge=1, le=8, description="few-shot examples shown per prompt")
+    round_trip: Literal["bm25", "dense"] = Field(
+        "bm25", description="a query is kept when this retriever finds its passage in the top k"
+    )
+    round_trip_k: int = Field(20, ge=1, le=1000)
+    keep_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="InPars-style filter: of the round-trip survivors keep this top share by "
+        "the teacher's score of (query, its passage)",
+    )
+    stop_at_question: bool = Field(
+        True,
+        description="end each generation at its first '?', sentence end or line break "
+        "(shorter, faster)",
+    )
+    max_words: int = Field(40, ge=3, le=200, description="longer queries are dropped")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(40, ge=8, le=512)
+    max_passage_chars: int = Field(600, ge=100, le=20_000)
+
+
+class TrainOptions(_Strict):
+    """MarginMSE training of the bi-encoder, validated on a slice of the generated queries."""
+
+    num_negatives: int = Field(4, ge=1, le=64, description="negatives mined per query")
+    negatives_method: Literal["bm25", "dense"] = "bm25"
+    negatives_per_step: int = Field(2, ge=1, le=64)
+    steps: int = Field(150, ge=1, le=1_000_000, description="optimizer steps at most")
+    eval_steps: int = Field(25, ge=1, le=1_000_000, description="validation every N steps")
+    batch_size: int = Field(16, ge=1, le=4096)
+    learning_rate: float = Field(5e-5, gt=0, le=1)
+    max_doc_length: int = Field(256, ge=8, le=8192)
+    freeze_documents: bool = Field(
+        True, description="train the query tower only, against the base model's frozen documents"
+    )
+    val_share: float = Field(
+        0.2, gt=0, lt=1, description="share of the passages whose queries validate (never train)"
+    )
+    min_gain: float = Field(
+        0.0, ge=0, description="do-no-harm: nDCG@10 a checkpoint must beat the base model by"
+    )
+
+
+class AdaptSpec(_Strict):
+    """Corpus only → generated queries → mined negatives → teacher scores → MarginMSE."""
+
+    model: str | None = Field(None, description="base bi-encoder (default: the configured one)")
+    teacher: Teacher = Field(
+        "hybrid",
+        description="who scores the pairs: a cross-encoder (cross_encoder) or, offline, the base "
+        "bi-encoder plus BM25",
+    )
+    cross_encoder: str | None = Field(None, description="sentence-transformers CrossEncoder")
+    hybrid_weight: float = Field(1.0, ge=0, le=100, description="BM25's share of the hybrid")
+    seed: int = Field(0, ge=0, le=2**31)
+    queries: QueryOptions = Field(default_factory=QueryOptions)
+    train: TrainOptions = Field(default_factory=TrainOptions)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.teacher == "cross-encoder" and not self.cross_encoder:
+            raise ValueError("teacher 'cross-encoder' needs cross_encoder (an id or a path)")
+        if self.train.eval_steps > self.train.steps:
+            raise ValueError("train.eval_steps must not exceed train.steps")
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: object) -> None:
+    """``tree`` with ``a.b=value`` set (creating the intermediate mappings)."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise DataError("--set", None, f"{dotted}: {part!r} is not a group of options")
+        node = child
+    node[leaf] = value
+
+
+def load_spec(
+    config_file: Path | None = None, overrides: Mapping[str, object] | None = None
+) -> AdaptSpec:
+    """The spec from a JSON file (if any), then dotted ``key=value`` overrides on top."""
+    tree: dict[str, Any] = {}
+    source = "command line"
+    if config_file is not None:
+        source = str(config_file)
+        try:
+            loaded = json.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(config_file, None, "file not found") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(config_file, exc.lineno, f"malformed JSON ({exc.msg})") from None
+        if not isinstance(loaded, dict):
+            raise DataError(config_file, None, "expected a mapping of option names to values")
+        tree = loaded
+    for key, value in (overrides or {}).items():
+        set_path(tree, key, value)
+    try:
+        return AdaptSpec.model_validate(tree)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "spec"
+        raise DataError(source, None, f"{where}: {error['msg']}") from None
