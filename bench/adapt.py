@@ -66,9 +66,9 @@ def run_collection(
     split = load_split(folder, "test")
     workspace = Workspace(settings.home)
     bm25 = evaluate_bm25(split, workspace)
-    base_q, base_d = load_models(result.report["base_model"], settings.device)
+    base_q, base_d = load_models(result.report["base_model"], settings.device, "torch", workspace)
     zero_shot = evaluate_dense(split, base_d, workspace, query_model=base_q)
-    query_model, doc_model = load_models(result.model, settings.device)
+    query_model, doc_model = load_models(result.model, settings.device, "torch", workspace)
     adapted = evaluate_dense(split, doc_model, workspace, name="adapted", query_model=query_model)
     tests = {
         metric: paired_comparison(

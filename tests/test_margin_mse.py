@@ -154,7 +154,7 @@ def test_margin_mse_trains_on_the_teacher_margins(scored: dict[str, Path], freez
     assert len(losses) == 8 and all(np.isfinite(losses)) and losses[0] > 0
     # the trained student's margins are closer to the teacher's over the whole file
     base = load_encoder(device="cpu")
-    query_model, doc_model = load_models(str(output), "cpu")
+    query_model, doc_model = load_models(str(output), "cpu", "torch", Workspace(output.parent))
     assert (doc_model is not query_model) == freeze
     before = file_loss(scored["mined"], base, base)
     after = file_loss(scored["mined"], query_model, doc_model)

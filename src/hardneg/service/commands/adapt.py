@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hardneg.miners.llm.backends import BACKENDS, Backend, BackendConfig
+from hardneg.miners.llm.backends import BACKENDS, BackendConfig
 from hardneg.service.commands.errors import reported
 from hardneg.service.commands.tables import key_value_table
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the pipeline (torch, faiss, llama.cpp) loads when the comma
 
 logger = logging.getLogger(__name__)
 console = Console()
+DEFAULT_BASE_URL = str(BackendConfig.model_fields["base_url"].default)
 
 
 def summary_table(result: AdaptResult) -> Table:
@@ -70,16 +71,16 @@ def adapt(
     llm_model: Annotated[
         str | None, typer.Option(help="llama_cpp: .gguf path (default SmolLM2); openai: model")
     ] = None,
-    llm_base_url: Annotated[str, typer.Option(help="openai: endpoint")] = BackendConfig.base_url,
+    llm_base_url: Annotated[str, typer.Option(help="openai: endpoint")] = DEFAULT_BASE_URL,
     home: Annotated[
         Path | None, typer.Option(help="data directory (default $HARDNEG_HOME)")
     ] = None,
 ) -> None:
     """Generate queries for the corpus, mine and teacher-score negatives, train with MarginMSE,
     validate on held-out generated queries; return the base model unless a checkpoint beats it."""
+    from hardneg.service.commands.progress_bars import ProgressBars
     from hardneg.service.pipelines.adapt.run import AdaptRequest, run_adapt
     from hardneg.service.pipelines.adapt.spec import load_spec
-    from hardneg.service.progress import ProgressBars
     from hardneg.service.settings import Settings
     from hardneg.trainers.launch import parse_overrides
 
@@ -87,7 +88,8 @@ def adapt(
         raise typer.BadParameter(f"choose one of {list(BACKENDS)}", param_hint="--llm-backend")
     spec = load_spec(config, parse_overrides(set_ or []))
     settings = Settings(home=home) if home else Settings()
-    llm = BackendConfig(backend=cast(Backend, llm_backend), model=llm_model, base_url=llm_base_url)
+    chosen = {"backend": llm_backend, "model": llm_model, "base_url": llm_base_url}
+    llm = BackendConfig.model_validate(settings.llm_config().model_dump() | chosen)
     request = AdaptRequest(data=data, spec=spec, llm=llm)
     with ProgressBars(console) as progress:
         result = run_adapt(request, settings, output, progress)
