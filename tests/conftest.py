@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+# The suite's expected numbers are torch fp32 ones, and each test's fresh data directory would
+# export the int8 encoder again: the service's encoder backend stays torch here unless set.
+# tests/test_encoder_backends.py runs the exported backends and the CPU default explicitly.
+os.environ.setdefault("HARDNEG_ENCODER_BACKEND", "torch")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
