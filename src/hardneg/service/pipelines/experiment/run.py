@@ -88,6 +88,10 @@ class Experiment:
         progress: Progress,
         cache: Cache | None,
     ) -> None:
+        # Training encodes the frozen corpus with torch; mining and test scores run on torch too,
+        # so the corpus is encoded once and every arm is scored by the encoder it trained with
+        # (an int8 corpus for mining beside the fp32 one for training would encode it twice).
+        settings = settings.model_copy(update={"encoder_backend": "torch"})
         self.request, self.settings, self.output = request, settings, output
         self.profile = request.recipe
         self.progress = progress
