@@ -8,6 +8,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hardneg.core.spec import Section, flat_dump
 from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource
 from hardneg.service.jobs.records import JobRecord, JobState
 
@@ -107,7 +108,10 @@ class JobSubmit(BaseModel, Generic[P]):
 
     @model_validator(mode="after")
     def _numbers_are_finite(self) -> Self:
-        found = unsafe_number(self.params.model_dump(), "params")
+        # flat, as the API's JSON names the fields (params.seed, not params.filters.seed)
+        params = self.params
+        dumped = flat_dump(params) if isinstance(params, Section) else params.model_dump()
+        found = unsafe_number(dumped, "params")
         if found is not None:
             raise ValueError(f"{found} must be a finite number that fits in 64 bits")
         return self
