@@ -93,14 +93,10 @@ def environment(dry_run: bool) -> dict[str, Any]:
 
 def dataset_folder(data: str) -> Path:
     """The BEIR folder ``--data`` names, found as the CLI finds it (``$HARDNEG_DATA_DIRS``)."""
-    from hardneg.core.workspace import Workspace
-    from hardneg.service.pipelines.data import resolve_dataset
+    from hardneg.service.pipelines.data import find_dataset
     from hardneg.service.settings import Settings
 
-    settings = Settings()
-    return resolve_dataset(
-        data, Workspace(settings.home), settings.beir_base_url, settings.data_dirs
-    )
+    return find_dataset(data, Settings())
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from hardneg.core.workspace import Workspace
 from hardneg.miners.dense import ENCODE_CHUNK, mine_dense
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.spec import MineSpec
-from hardneg.service.pipelines.data import load_dataset_split
-from hardneg.service.pipelines.mine import check_output, make_job, write_run
+from hardneg.service.pipelines.data import dataset_split, refuse_foreign_output
+from hardneg.service.pipelines.mine import MANIFEST_FILE, make_job, write_run
 from hardneg.service.settings import Settings
 from hardneg.trainers.distributed import init_distributed, shutdown
 
@@ -56,7 +56,7 @@ def encode(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
 
     spec = mine_spec(args)
     workspace = Workspace(settings.home)
-    split = load_dataset_split(args.data, spec.split, workspace, settings.beir_base_url)
+    split = dataset_split(args.data, spec.split, settings)
     model = load_encoder(spec.model or settings.model, settings.device, spec.max_length)
     options = EncodeOptions(spec.corpus_prompt, spec.batch_size, ENCODE_CHUNK, progress)
     vectors = encode_corpus_sharded(workspace.embeddings, model, split.corpus, options)
@@ -67,7 +67,7 @@ def encode(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
 def mine(args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
     shards = Shards.current()
     if shards.is_main:
-        check_output(args.output)
+        refuse_foreign_output(args.output, MANIFEST_FILE)
     spec = mine_spec(args)
     cache = DiskCache(Workspace(settings.home).root / "cache") if spec.cache else None
     job = make_job(spec, args.data, settings, cache)

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 
 from hardneg.core.beir import Corpus, DataError
-from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.dense import DenseIndex
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import (
@@ -35,11 +35,10 @@ from hardneg.trainers.config import TrainingConfig
 from hardneg.trainers.data import BatchSchedule, TrainExample, load_examples
 from hardneg.trainers.distributed import DistContext
 from hardneg.trainers.encoding import BiEncoderForward, tokenize
-from hardneg.trainers.evaluation import DenseEvaluator
 from hardneg.trainers.frozen import (
-    corpus_folder,
     document_model_name,
     frozen_document_side,
+    training_evaluator,
     write_query_encoder_folder,
 )
 from hardneg.trainers.loop import LossFn, TrainingTask, train_loop
@@ -146,25 +145,10 @@ def train_adore(
     doc_model, corpus, vectors, index = frozen_document_side(config, workspace, ctx, progress)
     examples = load_examples(negatives)
     positive_rows(examples, corpus, negatives)
-    schedule = BatchSchedule(
-        examples, config.train.per_device_batch_size * ctx.world_size, 0, config.train.seed
-    )
+    schedule = BatchSchedule.for_run(examples, config, ctx.world_size, negatives_per_query=0)
     doc_name = document_model_name(config)
     query_model = load_trainable_encoder(config.model.model or doc_name, config, ctx.device)
-    evaluator = None
-    if config.eval.data is not None:
-        evaluator = DenseEvaluator(
-            config.eval.data,
-            workspace,
-            doc_model,
-            query_model,
-            DenseIndexConfig(kind=config.eval.index),
-            config.model.query_prompt,
-            config.model.doc_prompt,
-            corpus=corpus if config.eval.data == corpus_folder(config) else None,
-            progress=progress,
-            seed=config.train.seed,
-        )
+    evaluator = training_evaluator(config, workspace, doc_model, query_model, corpus, progress)
     task = TrainingTask(
         name="adore",
         forward=BiEncoderForward(query_model),

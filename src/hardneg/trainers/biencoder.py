@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 
 from hardneg.core.beir import Corpus
-from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import (
@@ -42,11 +41,10 @@ from hardneg.trainers.data import (
 )
 from hardneg.trainers.distributed import DistContext, all_reduce_sum, gather_with_grad
 from hardneg.trainers.encoding import BiEncoderForward, tokenize
-from hardneg.trainers.evaluation import DenseEvaluator
 from hardneg.trainers.frozen import (
     FrozenDocuments,
-    corpus_folder,
     frozen_document_side,
+    training_evaluator,
     write_query_encoder_folder,
 )
 from hardneg.trainers.loop import LossFn, TrainingTask, train_loop
@@ -181,31 +179,14 @@ def train_bi_encoder(
         return done
     ctx = start(config)
     examples = load_examples(require_negatives(config), config.data.negative_depth)
-    global_batch = config.train.per_device_batch_size * ctx.world_size
-    schedule = BatchSchedule(
-        examples, global_batch, config.data.negatives_per_query, config.train.seed
-    )
+    schedule = BatchSchedule.for_run(examples, config, ctx.world_size)
     model = load_trainable_encoder(config.model.model, config, ctx.device)
     frozen: FrozenDocuments | None = None
     doc_model, corpus = model, None
     if config.model.freeze_documents:
         doc_model, corpus, frozen = _frozen_side(config, workspace, ctx, examples, progress)
-    evaluator = None
-    if config.eval.data is not None:
-        evaluator = DenseEvaluator(
-            config.eval.data,
-            workspace,
-            doc_model,
-            model if frozen is not None else None,
-            index_config=DenseIndexConfig(kind=config.eval.index),
-            query_prompt=config.model.query_prompt,
-            corpus_prompt=config.model.doc_prompt,
-            corpus=corpus
-            if frozen is not None and config.eval.data == corpus_folder(config)
-            else None,
-            progress=progress,
-            seed=config.train.seed,
-        )
+    query_model = model if frozen is not None else None
+    evaluator = training_evaluator(config, workspace, doc_model, query_model, corpus, progress)
     task = TrainingTask(
         name=kind,
         forward=BiEncoderForward(model),

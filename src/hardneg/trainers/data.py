@@ -19,6 +19,7 @@ import torch
 
 from hardneg.core.beir import DataError
 from hardneg.core.negatives import read_mined
+from hardneg.trainers.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,22 @@ class BatchSchedule:
         self.negatives_per_query = negatives_per_query
         self.seed = seed
         self.batches_per_epoch = len(examples) // global_batch_size
+
+    @classmethod
+    def for_run(
+        cls,
+        examples: Sequence[TrainExample],
+        config: TrainingConfig,
+        world_size: int,
+        negatives_per_query: int | None = None,
+    ) -> BatchSchedule:
+        """A run's schedule: ``config``'s per-device batch on each of ``world_size`` ranks, its
+        seed, and its ``negatives_per_query`` unless given (ADORE retrieves its own: 0)."""
+        negatives = (
+            config.data.negatives_per_query if negatives_per_query is None else negatives_per_query
+        )
+        global_batch = config.train.per_device_batch_size * world_size
+        return cls(examples, global_batch, negatives, config.train.seed)
 
     def _order(self, epoch: int) -> npt.NDArray[np.int64]:
         return _permutation(len(self.examples), self.seed, epoch)

@@ -28,6 +28,7 @@ from hardneg.trainers.common import load_trainable_encoder, model_reference
 from hardneg.trainers.config import TrainingConfig
 from hardneg.trainers.data import PAD_ID, TrainExample
 from hardneg.trainers.distributed import DistContext, barrier
+from hardneg.trainers.evaluation import DenseEvaluator
 from hardneg.trainers.loop import TrainResult
 from hardneg.trainers.output import (
     BUNDLED_DOC_ENCODER,
@@ -40,6 +41,33 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
+
+
+def training_evaluator(
+    config: TrainingConfig,
+    workspace: Workspace,
+    doc_model: SentenceTransformer,
+    query_model: SentenceTransformer | None,
+    corpus: Corpus | None,
+    progress: Progress,
+) -> DenseEvaluator | None:
+    """The evaluator of a bi-encoder run on ``config.eval.data`` (None without one); ``corpus``,
+    the frozen side's already loaded corpus, is reused when the evaluation folder is the same."""
+    if config.eval.data is None:
+        return None
+    same = corpus is not None and config.eval.data == corpus_folder(config)
+    return DenseEvaluator(
+        config.eval.data,
+        workspace,
+        doc_model,
+        query_model,
+        index_config=DenseIndexConfig(kind=config.eval.index),
+        query_prompt=config.model.query_prompt,
+        corpus_prompt=config.model.doc_prompt,
+        corpus=corpus if same else None,
+        progress=progress,
+        seed=config.train.seed,
+    )
 
 
 def corpus_folder(config: TrainingConfig) -> Path:

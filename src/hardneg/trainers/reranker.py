@@ -139,12 +139,7 @@ def train_reranker(
         raise DataError("config", None, "'negatives_per_query' must be >= 1 for a reranker")
     ctx = start(config)
     examples = load_examples(require_negatives(config), config.data.negative_depth)
-    schedule = BatchSchedule(
-        examples,
-        config.train.per_device_batch_size * ctx.world_size,
-        config.data.negatives_per_query,
-        config.train.seed,
-    )
+    schedule = BatchSchedule.for_run(examples, config, ctx.world_size)
     model = load_base_cross_encoder(config, ctx)
     evaluator: GroupLossEvaluator | RerankEvaluator | None = None
     selection = Selection()

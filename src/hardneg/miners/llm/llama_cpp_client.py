@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from hardneg.core.progress import Progress, no_progress
@@ -137,12 +136,7 @@ class LlamaCppClient:
     def __enter__(self) -> LlamaCppClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def complete(self, messages: Sequence[ChatMessage], params: SamplingParams) -> str:

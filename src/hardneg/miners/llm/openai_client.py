@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from types import TracebackType
 
 import httpx
 
@@ -124,12 +123,7 @@ class OpenAIClient:
     def __enter__(self) -> OpenAIClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def payload(self, messages: Sequence[ChatMessage], params: SamplingParams) -> dict[str, object]:

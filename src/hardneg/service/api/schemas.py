@@ -8,6 +8,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hardneg.core.spec import Section, flat_dump
 from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource
 from hardneg.service.jobs.records import JobRecord, JobState
 
@@ -27,6 +28,11 @@ class ArtifactView(BaseModel):
     path: str
     media_type: str
     bytes: int
+
+
+def _shared_fields(view: type[BaseModel], record: object) -> dict[str, Any]:
+    """The record's attributes that the view shows under the same name (pydantic checks them)."""
+    return {name: getattr(record, name) for name in view.model_fields if hasattr(record, name)}
 
 
 class JobView(BaseModel):
@@ -60,32 +66,12 @@ class JobView(BaseModel):
         progress = min(record.done / record.total, 1.0) if record.total > 0 else None
         if record.state == "succeeded":
             progress = 1.0
-        return cls(
-            id=record.id,
-            kind=record.kind,
-            state=record.state,
-            stage=record.stage,
-            done=record.done,
-            total=record.total,
-            progress=progress,
-            attempt=record.attempt,
-            max_attempts=record.max_attempts,
-            corpus_id=record.corpus_id,
-            params=record.params,
-            stats=record.stats,
-            error=record.error,
-            cancel_requested=record.cancel_requested_at is not None,
-            worker=record.worker,
-            pid=record.pid,
-            artifacts={k: ArtifactView.model_validate(v) for k, v in record.artifacts.items()},
-            results=record.results,
-            events=record.events,
-            created_at=record.created_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            updated_at=record.updated_at,
-            deduplicated=deduplicated,
-        )
+        derived = {
+            "progress": progress,
+            "cancel_requested": record.cancel_requested_at is not None,
+            "deduplicated": deduplicated,
+        }
+        return cls.model_validate(_shared_fields(cls, record) | derived)
 
 
 INT64 = 2**63
@@ -122,7 +108,10 @@ class JobSubmit(BaseModel, Generic[P]):
 
     @model_validator(mode="after")
     def _numbers_are_finite(self) -> Self:
-        found = unsafe_number(self.params.model_dump(), "params")
+        # flat, as the API's JSON names the fields (params.seed, not params.filters.seed)
+        params = self.params
+        dumped = flat_dump(params) if isinstance(params, Section) else params.model_dump()
+        found = unsafe_number(dumped, "params")
         if found is not None:
             raise ValueError(f"{found} must be a finite number that fits in 64 bits")
         return self
@@ -148,21 +137,7 @@ class CorpusView(BaseModel):
         state, error = record.state, record.error
         if state == "pending" and job is not None and job.state in ("failed", "cancelled"):
             state, error = "failed", job.error or f"registration job {job.state}"
-        return cls(
-            id=record.id,
-            name=record.name,
-            source=record.source,
-            state=state,
-            documents=record.documents,
-            queries=record.queries,
-            splits=record.splits,
-            fingerprint=record.fingerprint,
-            version=record.version,
-            job_id=record.job_id,
-            error=error,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        return cls.model_validate(_shared_fields(cls, record) | {"state": state, "error": error})
 
 
 class RegisterBeir(BaseModel):

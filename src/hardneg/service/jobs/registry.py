@@ -22,7 +22,7 @@ from hardneg.miners.spec import MineSpec
 from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, check_model_refs
 from hardneg.service.jobs.kinds import evaluate, experiment, generate, mine, train
 from hardneg.service.jobs.kinds.adapt import AdaptParams
-from hardneg.service.jobs.kinds.corpus import RegisterCorpusParams
+from hardneg.service.jobs.kinds.corpus import RegisterCorpusSpec
 from hardneg.service.jobs.kinds.train import TrainJobSpec
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.settings import Settings
@@ -133,7 +133,7 @@ KINDS: dict[str, JobKind] = {
         ),
         JobKind(
             name="corpus",
-            params=RegisterCorpusParams,
+            params=RegisterCorpusSpec,
             run="hardneg.service.jobs.kinds.corpus:run",
             cleanup="hardneg.service.jobs.kinds.corpus:cleanup",
             description="Download a BEIR dataset or read a server-side folder; count and check it.",

@@ -10,6 +10,7 @@ from hardneg.core.beir import BeirSplit, load_split
 from hardneg.core.download import DEFAULT_TIMEOUT, download_beir, validate_dataset_name
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
+from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,34 @@ def resolve_dataset(
     return download_beir(name, workspace.datasets, base_url, progress=progress, timeout=timeout)
 
 
-def load_dataset_split(
-    data: str,
-    split: str,
-    workspace: Workspace,
-    base_url: str,
-    search_dirs: Sequence[Path] = (),
-    progress: Progress = no_progress,
-    timeout: float = DEFAULT_TIMEOUT,
+def find_dataset(data: str, settings: Settings, progress: Progress = no_progress) -> Path:
+    """:func:`resolve_dataset` as the settings say: their data directory's datasets, then
+    ``data_dirs``, then a download from their BEIR mirror within their timeout."""
+    workspace = Workspace(settings.home)
+    return resolve_dataset(
+        data,
+        workspace,
+        settings.beir_base_url,
+        settings.data_dirs,
+        progress,
+        settings.download_timeout_seconds,
+    )
+
+
+def dataset_split(
+    data: str, split: str, settings: Settings, progress: Progress = no_progress
 ) -> BeirSplit:
-    folder = resolve_dataset(data, workspace, base_url, search_dirs, progress, timeout)
-    return load_split(folder, split)
+    """One split of the dataset ``data`` names (:func:`find_dataset`)."""
+    return load_split(find_dataset(data, settings, progress), split)
+
+
+def refuse_foreign_output(output: Path, marker: str) -> None:
+    """Refuse to write into anything but an empty folder or an earlier output of the same
+    operation (a folder holding ``marker``)."""
+    if output.is_file():
+        raise FileExistsError(f"output {output} is a file; give a folder path")
+    if output.is_dir() and any(output.iterdir()) and not (output / marker).is_file():
+        raise FileExistsError(
+            f"output folder {output} is not empty and holds no {marker}; "
+            "choose a new or empty folder"
+        )

@@ -12,7 +12,7 @@ from hardneg.core.backends import BackendChoice
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.service.pipelines.data import load_dataset_split
+from hardneg.service.pipelines.data import dataset_split
 from hardneg.service.settings import Settings
 from hardneg.service.specs import EvaluateSpec
 from hardneg.trainers.evaluation import RetrievalEvaluation, evaluate_bm25, evaluate_dense
@@ -44,15 +44,7 @@ def run_evaluation(
     progress: Progress = no_progress,
 ) -> RetrievalEvaluation:
     workspace = Workspace(settings.home)
-    split = load_dataset_split(
-        data,
-        spec.split,
-        workspace,
-        settings.beir_base_url,
-        settings.data_dirs,
-        progress,
-        timeout=settings.download_timeout_seconds,
-    )
+    split = dataset_split(data, spec.split, settings, progress)
     logger.info(
         "%s: %d documents, %d %s queries",
         data,

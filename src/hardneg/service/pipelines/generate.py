@@ -31,7 +31,7 @@ from hardneg.miners.llm.queries import (
     generate_queries,
     write_generated_queries,
 )
-from hardneg.service.pipelines.data import resolve_dataset
+from hardneg.service.pipelines.data import find_dataset, refuse_foreign_output
 from hardneg.service.settings import Settings
 from hardneg.service.specs import GenerateSpec
 
@@ -57,17 +57,6 @@ def sample_positions(corpus_size: int, max_passages: int | None, seed: int) -> l
     if max_passages is None or max_passages >= corpus_size:
         return list(range(corpus_size))
     return sorted(random.Random(seed).sample(range(corpus_size), max_passages))
-
-
-def check_output(output: Path) -> None:
-    """Refuse to replace anything but an earlier generate-queries output."""
-    if output.is_file():
-        raise FileExistsError(f"output {output} is a file; give a folder path")
-    if output.is_dir() and any(output.iterdir()) and not (output / SUMMARY_FILE).is_file():
-        raise FileExistsError(
-            f"output folder {output} is not empty and holds no {SUMMARY_FILE}; "
-            "choose a new or empty folder"
-        )
 
 
 def make_retriever(
@@ -115,7 +104,7 @@ def run_generate_queries(
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
     """
-    check_output(output)
+    refuse_foreign_output(output, SUMMARY_FILE)
     template = query_template(spec.prompt_file)  # fail on a bad prompt before any work
     config = query_config(spec)
     workspace = Workspace(settings.home)
@@ -124,14 +113,7 @@ def run_generate_queries(
     elif cache is None:
         cache = DiskCache(workspace.root / "cache")
     started = time.perf_counter()
-    folder = resolve_dataset(
-        data,
-        workspace,
-        settings.beir_base_url,
-        settings.data_dirs,
-        progress,
-        timeout=settings.download_timeout_seconds,
-    )
+    folder = find_dataset(data, settings, progress)
     corpus = load_corpus(find_corpus_file(folder))
     positions = sample_positions(len(corpus), spec.max_passages or None, spec.seed)
     retriever = make_retriever(spec, corpus, workspace, settings, progress)

@@ -29,7 +29,7 @@ from hardneg.miners.output import write_outputs
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned, hide_positives
 from hardneg.miners.spec import MineSpec
 from hardneg.miners.stats import write_stats
-from hardneg.service.pipelines.data import load_dataset_split
+from hardneg.service.pipelines.data import dataset_split, refuse_foreign_output
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,27 +45,10 @@ class MineResult:
     seconds: Mapping[str, float]
 
 
-def check_output(output: Path) -> None:
-    """Refuse to replace anything but an earlier mine output (a folder with our manifest)."""
-    if output.is_file():
-        raise FileExistsError(f"output {output} is a file; give a folder path")
-    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST_FILE).is_file():
-        raise FileExistsError(
-            f"output folder {output} is not empty and holds no {MANIFEST_FILE}; "
-            "choose a new or empty folder"
-        )
-
-
 def make_job(spec: MineSpec, data: str, settings: Settings, cache: Cache | None) -> MiningJob:
     """The job the miners get: ``spec`` (its bi-encoder defaulting to the settings'), the split."""
     workspace = Workspace(settings.home)
-    split = load_dataset_split(
-        data,
-        spec.split,
-        workspace,
-        settings.beir_base_url,
-        timeout=settings.download_timeout_seconds,
-    )
+    split = dataset_split(data, spec.split, settings)
     if spec.model is None:
         spec = spec.model_copy(update={"model": settings.model})
     return MiningJob(spec, split, workspace, cache, settings.device, settings.encoder_backend)
@@ -156,7 +139,7 @@ def run_mining(
     ``spec.cache`` false mines without any.
     """
     miner = miner_for(spec.method)
-    check_output(output)
+    refuse_foreign_output(output, MANIFEST_FILE)
     if not spec.cache:
         cache = None
     elif cache is None:

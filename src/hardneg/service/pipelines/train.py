@@ -14,7 +14,7 @@ from typing import Any
 
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.service.pipelines.data import resolve_dataset
+from hardneg.service.pipelines.data import find_dataset
 from hardneg.service.settings import Settings
 from hardneg.trainers.config import TRAINER_KINDS, TrainerKind, TrainingConfig
 from hardneg.trainers.launch import trainer_for
@@ -31,13 +31,7 @@ class TrainRequest:
 def _resolve(value: Path | None, workspace: Workspace, settings: Settings) -> Path | None:
     if value is None:
         return None
-    return resolve_dataset(
-        str(value),
-        workspace,
-        settings.beir_base_url,
-        settings.data_dirs,
-        timeout=settings.download_timeout_seconds,
-    )
+    return find_dataset(str(value), settings)
 
 
 def resolve_data(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -20,6 +20,7 @@ from hardneg.service.api.security import Principal
 from hardneg.service.jobs.cancel import cancel
 from hardneg.service.jobs.corpora import NAME_PATTERN, CorpusRecord, CorpusSource, new_corpus_id
 from hardneg.service.jobs.corpus_lock import CorpusBusyError, corpus_lock
+from hardneg.service.jobs.kinds.corpus import RegisterCorpusSpec
 from hardneg.service.jobs.paths import (
     PathRefusedError,
     UnusablePathError,
@@ -123,7 +124,7 @@ async def upload_corpus(
 
 
 def _register(
-    services: Services, source: CorpusSource, ref: str, name: str, params: Mapping[str, object]
+    services: Services, source: CorpusSource, ref: str, name: str, spec: RegisterCorpusSpec
 ) -> tuple[CorpusRecord, bool]:
     """Find or create the corpus for ``source:ref``; (re)submit its registration job unless it
     is ready or being registered. Returns (record, whether a job was submitted)."""
@@ -139,7 +140,7 @@ def _register(
     if record.state == "ready" or (job is not None and not job.terminal):
         return record, False
     kind = KINDS["corpus"]
-    submission = submit(services, kind, kind.params.model_validate(params), record)
+    submission = submit(services, kind, spec, record)
     job_id = submission.record.id
     updated = services.corpora.update(record.id, lambda old: replace(old, job_id=job_id))
     return updated or record, True
@@ -179,8 +180,8 @@ def register_beir(
     except ValueError as exc:
         raise api_error(422, str(exc), "name") from None
     _check_dataset(services, name, body.md5)
-    params = {"source": "beir", "name": name, "md5": body.md5}
-    record, created = _register(services, "beir", name, name, params)
+    spec = RegisterCorpusSpec(source="beir", name=name, md5=body.md5)
+    record, created = _register(services, "beir", name, name, spec)
     if not created:
         response.status_code = status.HTTP_200_OK
     return _view(services, record)
@@ -208,8 +209,8 @@ def register_path(
         confine_tree(folder, services.settings.allowed_roots)
     except PathRefusedError as exc:
         raise api_error(403, str(exc), "path") from None
-    params = {"source": "path", "path": str(folder)}
-    record, created = _register(services, "path", str(folder), body.name or folder.name, params)
+    spec = RegisterCorpusSpec(source="path", path=str(folder))
+    record, created = _register(services, "path", str(folder), body.name or folder.name, spec)
     if not created:
         response.status_code = status.HTTP_200_OK
     return _view(services, record)

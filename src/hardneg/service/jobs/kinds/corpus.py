@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
 from hardneg.core.beir import (
     Corpus,
@@ -29,6 +29,7 @@ from hardneg.core.beir import (
 )
 from hardneg.core.download import download_beir
 from hardneg.core.progress import Progress
+from hardneg.core.spec import Spec
 from hardneg.core.workspace import Workspace
 from hardneg.service.jobs.context import JobContext, JobOutcome, require_corpus
 from hardneg.service.jobs.corpora import ready_fields
@@ -40,13 +41,22 @@ logger = logging.getLogger(__name__)
 READ_REPORT_EVERY = 5000  # documents between two progress reports while reading a corpus
 
 
-class RegisterCorpusParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RegisterCorpusSpec(Spec):
+    """Corpus registration: a BEIR dataset by name, or a folder on the server. The routes
+    ``POST /v1/corpora/beir`` and ``/path`` build it from their bodies, after their checks."""
 
     source: Literal["beir", "path"]
-    name: str | None = None  # BEIR dataset name (validated by the API)
-    path: str | None = None  # resolved server-side folder (confined by the API)
-    md5: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    name: str | None = Field(None, description="BEIR dataset name (validated by the API)")
+    path: str | None = Field(None, description="server-side folder (confined by the API)")
+    md5: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description="expected zip md5")
+
+    @model_validator(mode="after")
+    def _named(self) -> RegisterCorpusSpec:
+        if self.source == "beir" and not self.name:
+            raise ValueError("'name' is required for a BEIR dataset")
+        if self.source == "path" and not self.path:
+            raise ValueError("'path' is required for a server-side folder")
+        return self
 
 
 def _beir_folder(name: str, md5: str | None, context: JobContext) -> Path:
@@ -58,7 +68,7 @@ def _beir_folder(name: str, md5: str | None, context: JobContext) -> Path:
     return download_beir(name, datasets, context.settings.beir_base_url, md5, context.progress)
 
 
-def cleanup(params: RegisterCorpusParams, settings: Settings) -> None:
+def cleanup(params: RegisterCorpusSpec, settings: Settings) -> None:
     """A cancelled download is not resumed: drop the partial zip (core's ``<name>.zip.part``)."""
     if params.source == "beir" and params.name:
         (Workspace(settings.home).datasets / f"{params.name}.zip.part").unlink(missing_ok=True)
@@ -90,16 +100,12 @@ def read_folder(folder: Path, progress: Progress) -> tuple[Corpus, dict[str, str
     return corpus, queries, splits
 
 
-def run(params: RegisterCorpusParams, context: JobContext) -> JobOutcome:
+def run(params: RegisterCorpusSpec, context: JobContext) -> JobOutcome:
     record = require_corpus(context)
-    if params.source == "beir":
-        if not params.name:
-            raise ValueError("'name' is required for a BEIR dataset")
+    if params.name is not None:  # source "beir" (the spec requires one name or path)
         folder = _beir_folder(params.name, params.md5, context)
     else:
-        if not params.path:
-            raise ValueError("'path' is required for a server-side folder")
-        folder = confine(params.path, context.settings.allowed_roots)
+        folder = confine(str(params.path), context.settings.allowed_roots)
     corpus, queries, splits = read_folder(folder, context.progress)
     fields = ready_fields(corpus.fingerprint, len(corpus), len(queries), splits, folder)
     context.corpora.update(

@@ -37,7 +37,7 @@ from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned
 from hardneg.miners.spec import LLMNegatives, MineSpec
-from hardneg.service.pipelines.data import resolve_dataset
+from hardneg.service.pipelines.data import find_dataset
 from hardneg.service.pipelines.experiment.arms import control_rows, write_arm_file
 from hardneg.service.pipelines.experiment.data import (
     ExperimentData,
@@ -105,14 +105,7 @@ class Experiment:
     # --- data -----------------------------------------------------------------------------
     def prepare(self) -> ExperimentData:
         settings, profile = self.settings, self.profile
-        source = resolve_dataset(
-            self.request.data,
-            self.workspace,
-            settings.beir_base_url,
-            settings.data_dirs,
-            self.progress,
-            timeout=settings.download_timeout_seconds,
-        )
+        source = find_dataset(self.request.data, settings, self.progress)
         counts = {
             "train_queries": profile.train_queries,
             "val_queries": profile.val_queries,
