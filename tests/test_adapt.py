@@ -98,7 +98,7 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
         assert report["queries"]["prompt"]["name"] == "few-shot-query"
         # train and validation queries come from disjoint passages; no test query is used
         train = load_qrels(output / "data" / "qrels" / "train.tsv")
-        val = load_qrels(output / "data" / "qrels" / "val.tsv")
+        val = load_qrels(output / "data" / "qrels" / "dev.tsv")
         assert train and val and not set(train) & set(val)
         train_docs = {d for docs in train.values() for d in docs}
         assert not train_docs & {d for docs in val.values() for d in docs}
@@ -108,7 +108,11 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
         beats = validation["chosen_checkpoint"] > validation["base"]
         assert result.adapted == beats
         assert result.model == (str(output / "model") if beats else report["base_model"])
-        assert report["training"]["validation_curve"][0]["step"] == 0  # the base model, before
+        curve = report["training"]["validation_curve"]
+        assert curve[0]["step"] == 0  # the base model, before training
+        best = max(curve[1:-1], key=lambda point: point["ndcg@10"])  # intermediate checkpoints
+        if best["ndcg@10"] > curve[0]["ndcg@10"]:  # the best one is the one chosen
+            assert validation["chosen_step"] == best["step"]
         scored = [json.loads(x) for x in (output / "scored" / "mined.jsonl").open()]
         assert all(None not in row["negative_scores"] for row in scored)
         # a rerun continues from the recorded stages: no LLM call, the same answer

@@ -1,5 +1,5 @@
 """The adapt run's BEIR folder: the corpus (linked), the generated queries, and their qrels cut
-into ``train`` and ``val`` by passage.
+into ``train`` and a validation slice (``dev``) by passage.
 
 The cut is by passage, not by query: the several queries written for one passage all land on
 the same side, so validation never asks for a passage a training query was written for (that
@@ -20,7 +20,8 @@ from hardneg.core.beir import find_corpus_file
 from hardneg.miners.llm.queries import GeneratedQuery
 
 TRAIN_SPLIT = "train"
-VAL_SPLIT = "val"
+# the trainers track the best checkpoint only on a split core.beir knows (SPLITS): "dev"
+VAL_SPLIT = "dev"
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ METRIC = "ndcg@10"
 
 
 def validation_curve(model_folder: Path) -> list[dict[str, float]]:
-    """(step, nDCG@10) of every validation the trainer recorded (``metrics.jsonl``)."""
+    """(phase, step, nDCG@10) of every validation the trainer recorded (``metrics.jsonl``):
+    ``before`` is the base model, ``step`` the checkpoints, ``after`` the chosen one."""
     path = model_folder / "metrics.jsonl"
     if not path.is_file():
         return []
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [
-        {"step": e["step"], METRIC: round(float(e[METRIC]), 4)}
+        {"phase": e.get("phase"), "step": e["step"], METRIC: round(float(e[METRIC]), 4)}
         for e in events
         if e.get("event") == "eval" and METRIC in e
     ]
