@@ -279,6 +279,8 @@ class _Loop:
             if last or (self.args.save_steps and step % self.args.save_steps == 0):
                 self._save()  # the early stop is saved too: a resumed run does not train on
             self.progress(step, total, f"training {self.task.name}")
+        if eval_args.eval_steps and not self._evaluated_at_last_step():
+            self._intermediate_eval()  # the last step competes for the best checkpoint too
         self._load_best()
         after = self._evaluate("after", eval_args.split, 0) if eval_args.eval_after else None
         if self.ctx.is_main:
@@ -292,6 +294,12 @@ class _Loop:
             self.state.best_step,
             self.resumed_from,
             dict(self.seconds),
+        )
+
+    def _evaluated_at_last_step(self) -> bool:
+        return any(
+            e.get("event") == "eval" and e.get("phase") == "step" and e["step"] == self.state.step
+            for e in self.state.history
         )
 
     def _load_best(self) -> None:
