@@ -88,7 +88,7 @@ class GroupLossEvaluator:
         if not examples:
             raise DataError(path, None, "no dev queries to compute the reranker's dev loss on")
         k = config.data.negatives_per_query
-        size = config.train.per_device_batch_size
+        size = min(config.train.per_device_batch_size, len(examples))
         schedule = BatchSchedule(examples, size, k, config.train.seed)
         self.batches = [schedule.batch(i) for i in range(schedule.batches_per_epoch)]
         self.model, self.max_length, self.split, self.device = (
