@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine_info
-from hardneg.core.atomic import write_text_atomic
+from bench.performance import merge_section
 from hardneg.core.beir import load_split
 from hardneg.miners.llm.client import LLMError, SamplingParams
 from hardneg.miners.llm.generation import GenerationJob, generate_all
@@ -160,13 +159,6 @@ def _summary(
         "equal_to_sequential": sum(a == b for a, b in zip(outputs, reference, strict=True)),
         "parsed_as_passage": parsed,
     }
-
-
-def merge_section(path: Path, name: str, section: dict[str, Any]) -> None:
-    """Replace one section of the JSON at ``path``, keeping the others as they are."""
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current[name] = section
-    write_text_atomic(path, json.dumps(current, indent=2) + "\n")
 
 
 def main() -> None:

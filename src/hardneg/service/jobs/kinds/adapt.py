@@ -30,7 +30,6 @@ class AdaptParams(AdaptSpec):
 
 
 def run(params: AdaptParams, context: JobContext) -> JobOutcome:
-    from hardneg.miners.llm.backends import BackendConfig
     from hardneg.service.pipelines.adapt.run import AdaptRequest, run_adapt
 
     corpus = require_corpus(context)
@@ -39,14 +38,7 @@ def run(params: AdaptParams, context: JobContext) -> JobOutcome:
     if params.cross_encoder:
         refs["cross_encoder"] = resolve_model_ref(params.cross_encoder, settings)
     spec = AdaptSpec.model_validate(params.model_dump() | refs)
-    llm = BackendConfig(
-        backend=settings.llm_backend,
-        model=settings.llm_model,
-        base_url=settings.llm_base_url,
-        api_key_env=settings.llm_api_key_env,
-        timeout_s=settings.llm_timeout_seconds,
-        max_retries=settings.llm_max_retries,
-    )
+    llm = settings.llm_config()  # the server's LLM, as every job kind that uses one
     folder = context.output_dir / RUN_FOLDER
     if (folder / "stages").is_dir():
         context.event(f"attempt {context.attempt} continues from the recorded stages")
