@@ -77,4 +77,4 @@ def test_the_lists_of_names_come_from_one_definition() -> None:
     assert set(launch.trainer_for.__code__.co_consts) >= set(config.TRAINER_KINDS)
     assert set(profiles.PROFILES) == set(get_args(profiles.ProfileName))
     assert set(profiles.DEFAULT_METHODS) <= set(profiles.METHODS)
-    assert {"mine", "train", "evaluate", "generate", "experiment", "corpus"} == set(KINDS)
+    assert {"mine", "train", "evaluate", "generate", "experiment", "adapt", "corpus"} == set(KINDS)
