@@ -79,6 +79,9 @@ def service_env(prefix: str, home: Path, **extra: str) -> dict[str, str]:
         "HARDNEG_REDIS_PREFIX": prefix,
         "HARDNEG_API_KEYS": API_KEY,
         "PYTHONUNBUFFERED": "1",
+        # the suite's fp32 numbers (a train job's metrics_after against an evaluate job of its
+        # model); the exported backends have their own tests (tests/test_encoder_backends.py)
+        "HARDNEG_ENCODER_BACKEND": "torch",
     }
     return env | extra
 

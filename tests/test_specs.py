@@ -24,7 +24,13 @@ from hardneg.core.spec import (
 from hardneg.service.jobs.registry import KINDS
 from hardneg.service.settings import Settings
 
-PUBLIC = {name: kind for name, kind in KINDS.items() if kind.public}
+# adapt's spec (pipelines/adapt/spec.py) is a plain pydantic model with nested groups, not yet
+# built on core.spec's sections and flat names, so this walk cannot address its fields; its own
+# tests (tests/test_adapt.py) set them through --config/--set and the API
+NOT_YET_ON_CORE_SPEC = {"adapt"}
+PUBLIC = {
+    name: kind for name, kind in KINDS.items() if kind.public and name not in NOT_YET_ON_CORE_SPEC
+}
 REQUIRED = {"train": {"negatives_job": "j" + "0" * 32}}
 
 
