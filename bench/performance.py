@@ -216,6 +216,24 @@ def merge_section(path: Path, name: str, section: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(current, indent=2) + "\n")
 
 
+def section_writer(path: Path, name: str) -> Save:
+    """A writer of section ``name`` of ``path``, stamped with the wall seconds since this call
+    and the machine block (load average at this call and at each write, niceness)."""
+    before = load_average()
+    started = time.perf_counter()
+
+    def write(section: dict[str, Any]) -> None:
+        machine = machine_info() | {
+            "load_average_before": before,
+            "load_average_now": load_average(),
+            "nice": os.nice(0),
+        }
+        stamp = {"wall_s": time.perf_counter() - started, "machine": machine}
+        merge_section(path, name, section | stamp)
+
+    return write
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(SECTIONS), required=True)
@@ -244,17 +262,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in ("bench", "hardneg"):  # not the root: ONNX Runtime's quantizer logs there
         logging.getLogger(name).setLevel(logging.INFO)
-    before = load_average()
-    started = time.perf_counter()
+    write = section_writer(args.output, args.only)
 
     def save(section: dict[str, Any]) -> None:
-        machine = machine_info() | {
-            "load_average_before": before,
-            "load_average_now": load_average(),
-            "nice": os.nice(0),
-        }
-        stamp = {"wall_s": time.perf_counter() - started, "machine": machine}
-        merge_section(args.output, args.only, {"complete": False} | section | stamp)
+        write({"complete": False} | section)
 
     save(SECTIONS[args.only](args, save) | {"complete": True})
     logger.info("wrote section %r of %s", args.only, args.output)

@@ -34,8 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine_info
-from bench.performance import merge_section
+from bench.performance import section_writer
 from hardneg.core.beir import load_split
 from hardneg.miners.llm.client import LLMError, SamplingParams
 from hardneg.miners.llm.generation import GenerationJob, generate_all
@@ -58,10 +57,6 @@ CHUNK = 32  # prompts per timed round: generate_all's own chunk
 SECTION = "llm"
 ONE_THREAD = "sequential_token_threads"  # sequential, prompts on the per-token thread count too
 Save = Callable[[dict[str, Any]], None]
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def quick_jobs(data: Path, prompts: int) -> tuple[list[QueryPositives], list[GenerationJob]]:
@@ -173,19 +168,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in ("bench", "hardneg"):
         logging.getLogger(name).setLevel(logging.INFO)
-    before = load_average()
-    started = time.perf_counter()
-
-    def save(section: dict[str, Any]) -> None:
-        machine = machine_info() | {
-            "load_average_before": before,
-            "load_average_now": load_average(),
-            "nice": os.nice(0),
-        }
-        stamp = {"wall_s": time.perf_counter() - started, "machine": machine}
-        merge_section(args.output, SECTION, section | stamp)
-
-    llm_section(args, save)
+    llm_section(args, section_writer(args.output, SECTION))
     logger.info("wrote section %r of %s", SECTION, args.output)
 
 
