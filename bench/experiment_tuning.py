@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings()
-    recipe = Recipe(QUICK, settings.model, args.run / "data", settings.device)
+    recipe = Recipe(
+        QUICK, settings.model, args.run / "data", settings.device, settings.encoder_backend
+    )
     workspace = Workspace(settings.home)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hardneg-tuning-") as temp:

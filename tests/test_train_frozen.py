@@ -87,3 +87,46 @@ def test_star_with_frozen_documents_trains_the_query_tower_only(tmp_path: Path) 
     assert any(not torch.equal(p, trained[name]) for name, p in base.named_parameters()), (
         "the query tower should have moved"
     )
+
+
+def test_frozen_documents_run_by_int8_are_the_ones_evaluation_loads(tmp_path: Path) -> None:
+    """``document_backend``: training scores against the int8 graph's corpus embeddings, the
+    folder records the backend beside the torch weights' fingerprint, and loading the pair runs
+    the documents by int8 again, so evaluation meets the embeddings training used."""
+    from hardneg.core.backends import exported_fingerprint, model_backend
+    from hardneg.core.embeddings import EmbeddingKey
+
+    data = write_beir(tmp_path / "beir")
+    negatives = tmp_path / "mined.jsonl"
+    row = MinedQuery(
+        "q1", "which animals descend from wolves", ("d2",), (DOCS["d2"],), ("d5",), (DOCS["d5"],)
+    )
+    write_mined(negatives, [row], {"method": "hand"})
+    config = config_from_mapping(
+        {
+            "negatives": str(negatives),
+            "output_dir": str(tmp_path / "star"),
+            "data": str(data),
+            "freeze_documents": True,
+            "document_backend": "onnx-int8",
+            "per_device_batch_size": 1,
+            "max_steps": 1,
+            "seed": 1,
+        },
+        "test",
+    )
+    workspace = Workspace(tmp_path / "home")
+    base = model_fingerprint(load_encoder())
+    train_star(config, workspace)
+    dual = json.loads((tmp_path / "star" / DUAL_FILE).read_text())
+    assert dual["fingerprint"] == base and dual["document_backend"] == "onnx-int8"
+    _, doc_model = load_dual_encoder(tmp_path / "star", "cpu", workspace.encoder_exports)
+    assert model_backend(doc_model) == "onnx-int8"
+    assert model_fingerprint(doc_model) == exported_fingerprint(base, "onnx-int8")
+    corpus = load_corpus(find_corpus_file(data))
+    stored = workspace.embeddings.load(EmbeddingKey.for_model(corpus, doc_model))
+    assert stored is not None  # training stored the int8 corpus under the key evaluation asks
+    fresh = encode_texts(doc_model, corpus.full_texts())
+    torch_vectors = encode_texts(load_encoder(), corpus.full_texts())
+    np.testing.assert_allclose(stored, fresh, atol=1e-5)
+    assert not np.allclose(stored, torch_vectors, atol=1e-5)  # int8 is not fp32

@@ -53,6 +53,7 @@ _CHOICES: dict[str, BackendChoice] = {name: name for name in BACKENDS} | {"auto"
 _MODEL_FILE = "model.onnx"
 _FINGERPRINT_ATTR = "_hardneg_fingerprint"
 _BACKEND_ATTR = "_hardneg_backend"
+_SOURCE_ATTR = "_hardneg_source_fingerprint"
 
 
 def check_backend(value: str, field: str = "backend") -> BackendChoice:
@@ -98,6 +99,12 @@ def exported_fingerprint(source_fingerprint: str, backend: EncoderBackend) -> st
 def recorded_fingerprint(model: torch.nn.Module) -> str | None:
     """The fingerprint an exported model was given when loaded (None for a torch model)."""
     value = getattr(model, _FINGERPRINT_ATTR, None)
+    return value if isinstance(value, str) else None
+
+
+def source_fingerprint(model: torch.nn.Module) -> str | None:
+    """The torch weights' fingerprint an exported model was made from (None for a torch model)."""
+    value = getattr(model, _SOURCE_ATTR, None)
     return value if isinstance(value, str) else None
 
 
@@ -218,4 +225,5 @@ def to_backend(model: EncoderT, source: str, backend: EncoderBackend, exports: P
     transformer.model = runtime(graph, config, output)
     setattr(model, _FINGERPRINT_ATTR, exported_fingerprint(source, backend))
     setattr(model, _BACKEND_ATTR, backend)
+    setattr(model, _SOURCE_ATTR, source)
     return model

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
+from hardneg.core.backends import BackendChoice
 from hardneg.core.index_params import IndexKind
 from hardneg.core.spec import Section, Spec, build_spec, read_spec_file, server_owned
 
@@ -104,6 +105,9 @@ class AdoreArguments(Section):
     document_model: str | None = Field(
         None, json_schema_extra=server_owned('the job\'s "document_model"')
     )  # frozen document encoder; None: the model itself
+    # how the frozen document encoder runs (hardneg.core.backends): its corpus embeddings, and so
+    # the training, are those of this backend; the output folder records it for evaluation
+    document_backend: BackendChoice = "torch"
     top_k: int = Field(200, ge=2)  # dynamic negatives retrieved per query and step
     metric_cut: int | None = 200  # 1/rank weights are zero beyond this rank
     bundle_document_encoder: bool = False  # copy the frozen encoder into the output folder

@@ -18,10 +18,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from hardneg.core.backends import model_backend, resolve_backend, to_backend
 from hardneg.core.beir import Corpus, DataError, find_corpus_file, load_corpus
 from hardneg.core.dense import DenseIndex, DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
-from hardneg.core.encoders import encode_texts
+from hardneg.core.encoders import encode_texts, load_encoder, model_fingerprint
 from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import load_trainable_encoder, model_reference
@@ -86,14 +87,20 @@ def document_model_name(config: TrainingConfig) -> str | None:
 def frozen_document_side(
     config: TrainingConfig, workspace: Workspace, ctx: DistContext, progress: Progress
 ) -> tuple[SentenceTransformer, Corpus, npt.NDArray[np.float32], DenseIndex]:
-    """The frozen document encoder, its corpus embeddings (cached) and their FAISS index."""
+    """The frozen document encoder, its corpus embeddings (cached) and their FAISS index.
+
+    The encoder runs by ``adore.document_backend`` (torch, or an exported ONNX/OpenVINO graph,
+    int8 included): the embeddings every step scores against are that backend's."""
     corpus = load_corpus(find_corpus_file(corpus_folder(config)))
     plain = config.replace(gradient_checkpointing=False)
     doc_model = load_trainable_encoder(document_model_name(config), plain, ctx.device)
     doc_model.eval()
     doc_model.requires_grad_(False)
     if not ctx.is_main:
-        barrier(ctx)  # rank 0 encodes and stores the corpus once; the others then read it
+        barrier(ctx)  # rank 0 exports and encodes the corpus once; the others then read it
+    backend = resolve_backend(config.adore.document_backend, str(ctx.device))
+    if backend != "torch":
+        to_backend(doc_model, model_fingerprint(doc_model), backend, workspace.encoder_exports)
     vectors = workspace.embeddings.encode_corpus(
         doc_model, corpus, config.model.doc_prompt, progress=progress
     )
@@ -174,8 +181,11 @@ def write_query_encoder_folder(
 
     def save(folder: Path) -> None:
         query_model.save(str(folder))
-        if bundle:
-            doc_model.save(str(folder / BUNDLED_DOC_ENCODER))
+        if bundle:  # the torch weights; the recorded backend is applied again when loaded
+            weights = doc_model
+            if model_backend(doc_model) != "torch":
+                weights = load_encoder(document_model_name(config), "cpu")
+            weights.save(str(folder / BUNDLED_DOC_ENCODER))
 
     card = (
         f"\nThis folder is the **query encoder**. Documents must be encoded with the frozen "

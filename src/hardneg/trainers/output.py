@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardneg.core.atomic import write_text_atomic
+from hardneg.core.backends import (
+    check_backend,
+    model_backend,
+    resolve_backend,
+    source_fingerprint,
+    to_backend,
+)
 from hardneg.core.encoders import load_encoder, model_fingerprint
 from hardneg.core.metrics import METRIC_NAMES
+from hardneg.core.workspace import Workspace
 from hardneg.trainers.config import TrainingConfig
 from hardneg.trainers.loop import TrainResult
 
@@ -150,10 +158,16 @@ def finished_summary(output_dir: Path) -> dict[str, Any] | None:
 
 
 def dual_reference(doc_model: SentenceTransformer, reference: str) -> str:
-    """JSON naming the frozen document encoder and its weights fingerprint."""
-    return json.dumps(
-        {"document_model": reference, "fingerprint": model_fingerprint(doc_model)}, indent=2
-    )
+    """JSON naming the frozen document encoder, its torch weights' fingerprint and the backend
+    that ran it (an exported one is applied again when the pair is loaded)."""
+    backend = model_backend(doc_model)
+    weights = source_fingerprint(doc_model) if backend != "torch" else None
+    info = {
+        "document_model": reference,
+        "fingerprint": weights or model_fingerprint(doc_model),
+        "document_backend": backend,
+    }
+    return json.dumps(info, indent=2)
 
 
 def resolve_reference(folder: Path, reference: str) -> str:
@@ -163,12 +177,14 @@ def resolve_reference(folder: Path, reference: str) -> str:
 
 
 def load_dual_encoder(
-    path: Path, device: str | None = None
+    path: Path, device: str | None = None, exports: Path | None = None
 ) -> tuple[SentenceTransformer, SentenceTransformer]:
     """(query encoder, document encoder) of a trained folder.
 
     For an ADORE folder the document encoder is the frozen one it references, checked against the
-    recorded weights fingerprint; for any other folder both sides are the same model.
+    recorded weights fingerprint and run by the backend it was trained with (its exported graph
+    kept in ``exports``, default: the default workspace's); for any other folder both sides are
+    the same model.
     """
     query_model = load_encoder(str(path), device)
     dual = path / DUAL_FILE
@@ -185,4 +201,13 @@ def load_dual_encoder(
             f"{path}: the document encoder {info['document_model']!r} is not the one this query "
             "encoder was trained against (weights fingerprint differs)"
         )
+    backend = check_backend(str(info.get("document_backend", "torch")), "document_backend")
+    if backend != "torch":
+        on = str(doc_model.device)
+        if not on.startswith("cpu"):  # exported graphs run on the CPU only
+            logger.warning("%s: documents were encoded by %s; on %s torch runs", path, backend, on)
+        else:
+            folder = exports or Workspace().encoder_exports
+            weights = model_fingerprint(doc_model)
+            to_backend(doc_model, weights, resolve_backend(backend, on), folder)
     return query_model, doc_model

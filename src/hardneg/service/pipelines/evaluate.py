@@ -27,11 +27,12 @@ logger = logging.getLogger(__name__)
 def load_models(
     name: str, device: str | None, backend: BackendChoice, workspace: Workspace
 ) -> tuple[SentenceTransformer, SentenceTransformer]:
-    """(query encoder, document encoder): the two sides of an ADORE folder (torch), else one
+    """(query encoder, document encoder): the two sides of a query-encoder folder (the query
+    tower by torch, the frozen documents by the backend they were trained against), else one
     model twice, run by ``backend``."""
     folder = Path(name).expanduser()
     if (folder / DUAL_FILE).is_file():
-        return load_dual_encoder(folder, device)
+        return load_dual_encoder(folder, device, workspace.encoder_exports)
     model = load_encoder(name, device, None, backend, workspace.encoder_exports)
     return model, model
 

@@ -88,10 +88,6 @@ class Experiment:
         progress: Progress,
         cache: Cache | None,
     ) -> None:
-        # Training encodes the frozen corpus with torch; mining and test scores run on torch too,
-        # so the corpus is encoded once and every arm is scored by the encoder it trained with
-        # (an int8 corpus for mining beside the fp32 one for training would encode it twice).
-        settings = settings.model_copy(update={"encoder_backend": "torch"})
         self.request, self.settings, self.output = request, settings, output
         self.profile = request.recipe
         self.progress = progress
@@ -99,7 +95,11 @@ class Experiment:
         self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
         self.model = request.model or settings.model
         self.stages = Stages(output / "stages", progress)
-        self.recipe = Recipe(self.profile, self.model, output / "data", settings.device)
+        # one encoder backend for mining, the frozen documents of training and the test scores:
+        # the corpus is encoded once, and every arm is scored against the documents it trained on
+        self.recipe = Recipe(
+            self.profile, self.model, output / "data", settings.device, settings.encoder_backend
+        )
         self.reranker: dict[str, Any] | None = None  # the cross-encoder trained here, if any
 
     # --- data -----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class Recipe:
     model: str  # the base bi-encoder
     data: Path  # the experiment's BEIR folder
     device: str | None
+    backend: BackendChoice = "torch"  # runs the frozen document encoder (as mining and scoring)
 
     def config(
         self,
@@ -80,6 +81,7 @@ class Recipe:
             "logging_steps": 4,
             "seed": seed,
             "top_k": profile.adore_top_k,
+            "document_backend": self.backend,
         }
         if self.device:
             values["device"] = self.device
