@@ -284,3 +284,24 @@ def test_the_cross_encoder_method_needs_a_model(scifact_subset: Path, tmp_path: 
     job = MiningJob(MineSpec(), load_split(scifact_subset, "train"), Workspace(tmp_path))
     with pytest.raises(ValueError, match="cross-encoder model"):
         mine_cross_encoder(job)
+
+
+def test_an_int8_cross_encoder_scores_apart_and_keeps_the_choices(
+    scifact_subset: Path, trained_cross_encoder: Path, mining_root: Path
+) -> None:
+    """The job's encoder backend runs the cross-encoder too: its int8 graph gets its own
+    fingerprint (its scores never reuse fp32 ones) and picks nearly the same negatives."""
+    from dataclasses import replace
+
+    fp32 = mine_cross_encoder(ce_job(scifact_subset, trained_cross_encoder, mining_root))
+    job = replace(
+        ce_job(scifact_subset, trained_cross_encoder, mining_root), encoder_backend="onnx-int8"
+    )
+    int8 = mine_cross_encoder(job)
+    assert (
+        int8.provenance["cross_encoder_fingerprint"] != fp32.provenance["cross_encoder_fingerprint"]
+    )
+    assert int8.provenance["cache_hit"] is False
+    chosen = {r.query_id: set(r.negative_ids) for r in fp32.rows}
+    same = sum(len(chosen[r.query_id] & set(r.negative_ids)) for r in int8.rows)
+    assert same >= 0.8 * sum(len(v) for v in chosen.values())

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from hardneg.core.backends import BackendChoice, resolve_backend, to_backend
 from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
 from hardneg.core.embeddings import EmbeddingKey
@@ -56,12 +58,24 @@ class Pool:
 
 
 def load_cross_encoder(
-    name_or_path: str, device: str | None = None, max_length: int | None = None
+    name_or_path: str,
+    device: str | None = None,
+    max_length: int | None = None,
+    backend: BackendChoice = "torch",
+    exports: Path | None = None,
 ) -> CrossEncoder:
-    """A sentence-transformers CrossEncoder by hub id or local path."""
+    """A sentence-transformers CrossEncoder by hub id or local path, run by ``backend`` (as the
+    bi-encoder: an exported graph kept in ``exports``; see :mod:`hardneg.core.backends`)."""
     from sentence_transformers import CrossEncoder
 
-    return CrossEncoder(name_or_path, device=pick_device(device), max_length=max_length)
+    device = pick_device(device)
+    model = CrossEncoder(name_or_path, device=device, max_length=max_length)
+    chosen = resolve_backend(backend, device)
+    if chosen != "torch":
+        if exports is None:
+            raise ValueError(f"backend: {chosen!r} needs a folder for its exported graph")
+        to_backend(model, model_fingerprint(model), chosen, exports)
+    return model
 
 
 def denoised(filters: FilterConfig, denoise_margin: float | None) -> FilterConfig:
@@ -220,7 +234,11 @@ def mine_cross_encoder(job: MiningJob, progress: Progress = no_progress) -> Mine
         raise ValueError("the cross-encoder method needs a cross-encoder model id or path")
     encoder = load_job_encoder(job)
     model = load_cross_encoder(
-        job.spec.cross_encoder, job.device, job.spec.cross_encoder_max_length
+        job.spec.cross_encoder,
+        job.device,
+        job.spec.cross_encoder_max_length,
+        job.encoder_backend,
+        job.workspace.encoder_exports,
     )
     lists, hit = cross_encoder_candidates(
         job.split, model, encoder, job.workspace, job, job.cache, progress

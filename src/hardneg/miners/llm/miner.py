@@ -146,7 +146,11 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     scorer: Scorer = bi_encoder_scorer(encoder, job.spec.query_prompt)
     if job.spec.cross_encoder:
         cross = load_cross_encoder(
-            job.spec.cross_encoder, job.device, job.spec.cross_encoder_max_length
+            job.spec.cross_encoder,
+            job.device,
+            job.spec.cross_encoder_max_length,
+            job.encoder_backend,
+            job.workspace.encoder_exports,
         )
         scorer = cross_encoder_scorer(cross, job.spec.batch_size)
     with open_client(backend) as client:
