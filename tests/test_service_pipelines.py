@@ -120,6 +120,33 @@ def test_bm25_mining_job_results_downloads_and_cached_candidates(
     assert again.status_code == 200 and again.json()["id"] == job["id"]  # identical: shared
 
 
+def test_a_dense_job_in_two_processes_mines_what_one_process_does(
+    stack: Stack, scifact_id: str
+) -> None:
+    """``processes: 2`` runs the job under torchrun (2 gloo ranks, ``core.sharded``) in the
+    worker; its negatives are a one-process job's (the second job reuses the stored corpus
+    embeddings, whose sharded encoding tests/test_sharded.py compares)."""
+    params = {"method": "dense", "split": "test", "num_negatives": 3, "cache": False}
+    one = mine(stack, scifact_id, **params)
+    two = mine(stack, scifact_id, **params, processes=2)
+    assert one["state"] == two["state"] == "succeeded", (one, two)
+    assert two["id"] != one["id"] and two["params"]["processes"] == 2
+    assert "processes" in two["stats"]["seconds"]  # the launcher's wall time
+
+    def mined(job: dict[str, Any]) -> list[MinedQuery]:
+        text = stack.client.get(f"/v1/jobs/{job['id']}/artifacts/mined.jsonl").text
+        return [MinedQuery.from_json(json.loads(line)) for line in text.splitlines()]
+
+    rows_one, rows_two = mined(one), mined(two)
+    assert len(rows_one) == TEST_QUERIES
+    assert [(r.query_id, r.negative_ids) for r in rows_two] == [
+        (r.query_id, r.negative_ids) for r in rows_one
+    ]
+    for a, b in zip(rows_two, rows_one, strict=True):
+        assert a.negative_scores == pytest.approx(b.negative_scores, abs=2e-5)
+    assert two["stats"]["negatives"] == one["stats"]["negatives"]
+
+
 def test_mining_params_are_checked_before_anything_runs(stack: Stack, scifact_id: str) -> None:
     bad = {"num_negatives": 3, "min_negatives": 5}  # FilterConfig refuses it
     response = stack.client.post("/v1/jobs/mine", json={"corpus_id": scifact_id, "params": bad})
