@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         refit(saved)
         write_report(saved, args.out)
         return
-    partial = set(args.sizes) < set(DEFAULT_SIZES) or set(args.stages) < set(STAGES)
+    partial = set(args.sizes) != set(DEFAULT_SIZES) or set(args.stages) != set(STAGES)
     if partial and not args.update and args.out.is_file():
         parser.error(f"a run of some sizes or stages would replace {args.out}: pass --update "
                      "to merge it in, or --out elsewhere")  # fmt: skip
