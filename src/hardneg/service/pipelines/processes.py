@@ -73,6 +73,18 @@ def rank_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def check_devices(processes: int, device: str | None) -> None:
+    """On GPUs every rank takes one (``cuda:LOCAL_RANK``): refuse more ranks than GPUs."""
+    import torch
+
+    if torch.cuda.is_available() and (device is None or device.startswith("cuda")):
+        count = torch.cuda.device_count()
+        if processes > count:
+            raise ValueError(
+                f"processes={processes} needs one GPU per process; this machine has {count}"
+            )
+
+
 def _stop(child: subprocess.Popen[bytes]) -> None:
     """Kill the launcher and its ranks (one process group) and reap the launcher."""
     with contextlib.suppress(ProcessLookupError):
@@ -88,6 +100,7 @@ def mine_in_processes(
     progress: Progress = no_progress,
 ) -> Launched:
     """Run ``spec`` in ``spec.processes`` ranks; the files, stats and seconds rank 0 reported."""
+    check_devices(spec.processes, settings.device)
     stage = STAGE.format(n=spec.processes)
     with tempfile.TemporaryDirectory(prefix="hardneg-processes-") as scratch:
         folder = Path(scratch)
