@@ -1,6 +1,7 @@
 """How hardneg's cost grows with the corpus: 10k, 100k and 1M documents, 10k queries.
 
     python -m bench.scale [--sizes 10000 100000 1000000] [--queries 10000] [--work DIR]
+    python -m bench.scale --sizes 1000000 --stages dense_hnsw --update   # one stage, merged
 
 Per size, five stages, each in its own process (``bench/scale_stages.py``) so that its peak RSS
 (``VmHWM`` of that child's own address space, read by it at its end) is its own:
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,23 +37,30 @@ from bench.scale_stages import STAGES, paths
 
 RESULTS = Path(__file__).parent / "results"
 GIB = 2**30
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 
 
-def prepare(work: Path, sizes: list[int], n_queries: int) -> dict[str, float]:
-    """Write the corpora and embeddings once (not timed as a stage); returns seconds spent."""
+def prepare(work: Path, sizes: list[int], n_queries: int, stages: list[str]) -> dict[str, float]:
+    """Write what ``stages`` read, once (not timed as a stage); returns seconds spent.
+
+    The corpora (for the BM25 stages) are written together, their queries depending on the
+    largest size; the embeddings are prefix-stable, so each size's matrix is written alone when
+    missing, and the query vectors (document ``i``'s plus noise) from any size's."""
     started = time.perf_counter()
     marker = work / f"ready-{'-'.join(map(str, sizes))}-{n_queries}"
-    if not marker.is_file():
+    if any(stage.startswith("bm25") for stage in stages) and not marker.is_file():
         folders = {size: paths(work, size)["data"] for size in sizes}
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
         write_corpora(folders, n_queries)
-        for size in sizes:
-            write_embeddings(paths(work, size)["embeddings"], size)
-        write_query_embeddings(
-            paths(work, min(sizes))["queries"], paths(work, min(sizes))["embeddings"], n_queries
-        )
         marker.write_text("ok\n")
+    if any(stage.startswith("dense") for stage in stages):
+        for size in sizes:
+            if not paths(work, size)["embeddings"].is_file():
+                write_embeddings(paths(work, size)["embeddings"], size)
+        where = paths(work, min(sizes))
+        if not where["queries"].is_file():
+            write_query_embeddings(where["queries"], where["embeddings"], n_queries)
     return {"prepare_s": time.perf_counter() - started}
 
 
@@ -86,7 +95,7 @@ def recall(work: Path, size: int, kind: str) -> float | None:
     found = paths(work, size)["found"]
     exact_file, approx_file = found / "flat.npy", found / f"{kind}.npy"
     if not (exact_file.is_file() and approx_file.is_file()):
-        return None
+        return None  # no exact results for this size in the work folder: run dense_flat too
     exact, approx = np.load(exact_file), np.load(approx_file)
     hits = sum(len(np.intersect1d(e, a)) for e, a in zip(exact, approx, strict=True))
     return round(hits / exact.size, 4)
@@ -146,11 +155,29 @@ def estimate_skipped_hnsw(sizes: dict[str, dict[str, dict[str, object]]]) -> Non
         return
     n, measured = max(built, key=lambda pair: pair[0])
     for size, stages in sizes.items():
-        if "skipped" in stages.get("dense_hnsw", {}):
+        hnsw = stages.get("dense_hnsw", {})
+        if "skipped" in hnsw or "timed_out" in hnsw:
             factor = int(size) / n * math.log(int(size)) / math.log(n)
             estimate = float(measured["build_s"]) * factor  # type: ignore[arg-type]
             stages["dense_hnsw"]["estimated_build_s"] = round(estimate)
             stages["dense_hnsw"]["estimated_from"] = f"{n:,} documents, n log n"
+
+
+def merge_run(saved: dict[str, Any], other: dict[str, Any]) -> None:
+    """``other``'s stages put into ``saved`` (each replacing that size's stage whole), the run
+    recorded in ``merged_runs``; exponents, estimates and RSS fits recomputed."""
+    for size, stages in other["sizes"].items():
+        saved["sizes"].setdefault(size, {}).update(stages)
+    saved["sizes"] = dict(sorted(saved["sizes"].items(), key=lambda item: int(item[0])))
+    fields = ("command", "load_average_start", "load_average_end")
+    saved.setdefault("merged_runs", []).append({k: other[k] for k in fields if k in other})
+    refit(saved)
+
+
+def refit(report: dict[str, Any]) -> None:
+    estimate_skipped_hnsw(report["sizes"])
+    report["exponents"] = fits(report["sizes"], "wall_s")
+    report["rss_exponents"] = fits(report["sizes"], "peak_rss_gib")
 
 
 def table(report: dict[str, object]) -> str:
@@ -172,7 +199,7 @@ def table(report: dict[str, object]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/hardneg-scale"))
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per stage")
@@ -191,23 +218,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="redraw the plot and table from --out"
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="merge this run's stages into the existing --out (the other sizes/stages kept)",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         saved = json.loads(args.out.read_text())
         for extra in args.merge:  # another run's stages (e.g. run side by side), recorded as such
-            other = json.loads(extra.read_text())
-            for size, stages in other["sizes"].items():
-                saved["sizes"].setdefault(size, {}).update(stages)
-            saved.setdefault("merged_runs", []).append(
-                {k: other[k] for k in ("command", "load_average_start", "load_average_end")}
-            )
-        estimate_skipped_hnsw(saved["sizes"])
-        saved["exponents"] = fits(saved["sizes"], "wall_s")
-        saved["rss_exponents"] = fits(saved["sizes"], "peak_rss_gib")
-        args.out.write_text(json.dumps(saved, indent=2) + "\n")
-        plot(saved["sizes"], args.out.with_suffix(".png"))
-        sys.stderr.write(table(saved) + "\n")
+            merge_run(saved, json.loads(extra.read_text()))
+        refit(saved)
+        write_report(saved, args.out)
         return
+    partial = set(args.sizes) != set(DEFAULT_SIZES) or set(args.stages) != set(STAGES)
+    if partial and not args.update and args.out.is_file():
+        parser.error(f"a run of some sizes or stages would replace {args.out}: pass --update "
+                     "to merge it in, or --out elsewhere")  # fmt: skip
     sizes = sorted(args.sizes)
     args.work.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {
@@ -222,7 +249,9 @@ def main(argv: list[str] | None = None) -> None:
             "stages time index build + search of generated embeddings (no encoding)"
         ),
     }
-    report |= prepare(args.work, sizes, args.queries)
+    report |= prepare(args.work, sizes, args.queries, args.stages)
+    # --update: this run goes to a file of its own, then into --out (its other stages kept)
+    run_file = args.out.with_name(f".{args.out.stem}-run.json") if args.update else args.out
     results: dict[str, dict[str, dict[str, object]]]
     results = {str(size): {} for size in sizes}
     # the BM25 stages of every size first, then flat + IVF, then HNSW (the slowest build)
@@ -242,8 +271,19 @@ def main(argv: list[str] | None = None) -> None:
             report |= {"sizes": results, "exponents": fits(results, "wall_s")}
             report["rss_exponents"] = fits(results, "peak_rss_gib")
             report["load_average_end"] = os.getloadavg()
-            args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
+            run_file.write_text(json.dumps(report, indent=2) + "\n")
+    if args.update:
+        saved = json.loads(args.out.read_text())
+        merge_run(saved, report)
+        report = saved
+        run_file.unlink()
+    write_report(report, args.out)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """The JSON, its plot beside it (``.png``) and the README table (on stderr)."""
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report["sizes"], out.with_suffix(".png"))
     sys.stderr.write(table(report) + "\n")
 
 

@@ -144,6 +144,7 @@ def test_cli_mines_with_filter_flags(cli: typer.Typer, data: Path, tmp_path: Pat
         (["--layout", "pairs"], "pairs"),
         (["--num-negatives", "0"], "num_negatives"),
         (["--split", "dev"], "no qrels for split 'dev'"),
+        (["--processes", "2"], "processes > 1 shards dense mining only, not 'bm25'"),
     ],
 )
 def test_cli_reports_bad_input_clearly(

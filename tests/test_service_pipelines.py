@@ -21,7 +21,7 @@ import pytest
 from hardneg.core.beir import find_corpus_file, iter_corpus, load_qrels, load_queries
 from hardneg.core.negatives import MinedQuery
 from tests.conftest import TINY_DOCS, TINY_QUERIES
-from tests.test_service_support import Stack, jsonl, qrels_tsv, running_stack
+from tests.test_service_support import Stack, jsonl, qrels_tsv, running_stack, wait_for
 
 TRAIN_QUERIES, TEST_QUERIES, OTHER_DOCS, TEXT_CHARS = 40, 20, 40, 200
 
@@ -77,11 +77,11 @@ def scifact_id(stack: Stack, scifact_dir: Path) -> str:
     return corpus_id
 
 
-def mine(stack: Stack, corpus_id: str, **params: Any) -> dict[str, Any]:
+def mine(stack: Stack, corpus_id: str, timeout: float = 180, **params: Any) -> dict[str, Any]:
     body = {"corpus_id": corpus_id, "params": {"method": "bm25", "split": "train"} | params}
     submitted = stack.client.post("/v1/jobs/mine", json=body)
     assert submitted.status_code in (200, 202), submitted.text  # 200: an identical job exists
-    return stack.wait_job(submitted.json()["id"], {"succeeded", "failed"}, timeout=180)
+    return stack.wait_job(submitted.json()["id"], {"succeeded", "failed"}, timeout=timeout)
 
 
 def test_bm25_mining_job_results_downloads_and_cached_candidates(
@@ -118,6 +118,59 @@ def test_bm25_mining_job_results_downloads_and_cached_candidates(
         json={"corpus_id": scifact_id, "params": {"method": "bm25", "num_negatives": 3}},
     )
     assert again.status_code == 200 and again.json()["id"] == job["id"]  # identical: shared
+
+
+def test_a_dense_job_in_two_processes_mines_what_one_process_does(
+    stack: Stack, scifact_id: str
+) -> None:
+    """``processes: 2`` runs the job under torchrun (2 gloo ranks, ``core.sharded``) in the
+    worker; its negatives are a one-process job's (the second job reuses the stored corpus
+    embeddings, whose sharded encoding tests/test_sharded.py compares)."""
+    params = {"method": "dense", "split": "test", "num_negatives": 3, "cache": False}
+    one = mine(stack, scifact_id, timeout=600, **params)
+    two = mine(stack, scifact_id, timeout=600, **params, processes=2)  # 3 model loads: slow
+    assert one["state"] == two["state"] == "succeeded", (one, two)
+    assert two["id"] != one["id"] and two["params"]["processes"] == 2
+    assert "processes" in two["stats"]["seconds"]  # the launcher's wall time
+
+    def mined(job: dict[str, Any]) -> list[MinedQuery]:
+        text = stack.client.get(f"/v1/jobs/{job['id']}/artifacts/mined.jsonl").text
+        return [MinedQuery.from_json(json.loads(line)) for line in text.splitlines()]
+
+    rows_one, rows_two = mined(one), mined(two)
+    assert len(rows_one) == TEST_QUERIES
+    assert [(r.query_id, r.negative_ids) for r in rows_two] == [
+        (r.query_id, r.negative_ids) for r in rows_one
+    ]
+    for a, b in zip(rows_two, rows_one, strict=True):
+        assert a.negative_scores == pytest.approx(b.negative_scores, abs=2e-5)
+    assert two["stats"]["negatives"] == one["stats"]["negatives"]
+
+
+def rank_processes(home: Path) -> list[int]:
+    """Pids of this stack's torchrun launcher and ranks (``hardneg.service.distributed``)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"hardneg.service.distributed" not in (proc / "cmdline").read_bytes():
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        if f"HARDNEG_HOME={home}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def test_cancelling_a_job_in_two_processes_stops_its_ranks(stack: Stack, scifact_id: str) -> None:
+    params = {"method": "dense", "split": "test", "processes": 2, "corpus_prompt": "cancel: "}
+    submitted = stack.client.post("/v1/jobs/mine", json={"corpus_id": scifact_id, "params": params})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    wait_for(lambda: rank_processes(stack.home), 120, "the job's torchrun processes")
+    assert stack.client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    assert stack.wait_job(job_id, {"cancelled", "failed", "succeeded"})["state"] == "cancelled"
+    wait_for(lambda: not rank_processes(stack.home), 30, "the ranks to be gone")
 
 
 def test_mining_params_are_checked_before_anything_runs(stack: Stack, scifact_id: str) -> None:

@@ -1,7 +1,9 @@
 """BEIR-format data: corpus.jsonl[.gz], queries.jsonl and qrels/{split}.tsv.
 
 Every reader streams its file line by line and raises :class:`DataError` naming the file and the
-line on bad input. Nothing here writes to disk.
+line on bad input. Nothing here writes to disk. ``load_corpus`` of an uncompressed file keeps
+the ids and each line's offset, not the texts (read back when asked for); ``scan_corpus`` keeps
+only the ids and the fingerprint.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import gzip
 import hashlib
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+
+import numpy as np
+
+from hardneg.core.corpus_texts import Column, FileTexts, MemoryTexts, Texts
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 SPLITS = ("train", "dev", "test")
@@ -46,18 +51,49 @@ class Document:
         return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
 
 
+class CorpusDigest:
+    """The content fingerprint of a corpus, fed one document at a time (order matters)."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def update(self, doc: Document) -> None:
+        self._digest.update(json.dumps([doc.id, doc.title, doc.text]).encode())
+        self._digest.update(b"\n")
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Corpus:
-    """An ordered, immutable corpus. Row ``i`` of any embedding matrix is ``ids[i]``."""
+    """An ordered, immutable corpus. Row ``i`` of any embedding matrix is ``ids[i]``.
+
+    Its titles and texts are in memory, or (``load_corpus`` of an uncompressed file) read back
+    from the file when asked for (:mod:`hardneg.core.corpus_texts`); either way ``ids``, the
+    positions and the fingerprint are in memory. Equal corpora have equal ids and fingerprints.
+    """
 
     ids: tuple[str, ...]
-    titles: tuple[str, ...]
-    texts: tuple[str, ...]
     fingerprint: str
+    _texts: Texts = field(repr=False, compare=False)
     _positions: Mapping[str, int] = field(repr=False, compare=False, default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def titles(self) -> Sequence[str]:
+        return Column(self._texts, 0)
+
+    @property
+    def texts(self) -> Sequence[str]:
+        return Column(self._texts, 1)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the texts are held in memory (else read back from the corpus file)."""
+        return isinstance(self._texts, MemoryTexts)
 
     def position(self, doc_id: str) -> int:
         """Row of ``doc_id``; raises KeyError for an unknown id."""
@@ -67,19 +103,26 @@ class Corpus:
         return doc_id in self._positions
 
     def document(self, position: int) -> Document:
-        return Document(self.ids[position], self.titles[position], self.texts[position])
+        return Document(self.ids[position], *self._texts.get(position))
 
-    def full_texts(self) -> list[str]:
-        return [self.document(i).full_text for i in range(len(self))]
+    def documents(self, start: int = 0, stop: int | None = None) -> list[Document]:
+        """Documents ``[start, stop)`` (one contiguous read for a file-backed corpus)."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        rows = self._texts.run(start, stop)
+        return [Document(self.ids[start + i], *row) for i, row in enumerate(rows)]
+
+    def full_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
+        """``full_text`` of documents ``[start, stop)`` (all of them by default)."""
+        return [doc.full_text for doc in self.documents(start, stop)]
 
     @classmethod
     def from_documents(cls, documents: Iterator[Document] | list[Document]) -> Corpus:
-        """Build a corpus (and its content fingerprint) from documents with unique ids."""
+        """Build an in-memory corpus (and its fingerprint) from documents with unique ids."""
         ids: list[str] = []
         titles: list[str] = []
         texts: list[str] = []
         positions: dict[str, int] = {}
-        digest = hashlib.sha256()
+        digest = CorpusDigest()
         for doc in documents:
             if doc.id in positions:
                 raise ValueError(f"duplicate document id {doc.id!r}")
@@ -87,22 +130,41 @@ class Corpus:
             ids.append(doc.id)
             titles.append(doc.title)
             texts.append(doc.text)
-            digest.update(json.dumps([doc.id, doc.title, doc.text]).encode())
-            digest.update(b"\n")
-        return cls(tuple(ids), tuple(titles), tuple(texts), digest.hexdigest()[:32], positions)
+            digest.update(doc)
+        texts_of = MemoryTexts(tuple(titles), tuple(texts))
+        return cls(tuple(ids), digest.hexdigest(), texts_of, positions)
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="\n")
-    return path.open("r", encoding="utf-8", newline="\n")
+@dataclass(frozen=True)
+class CorpusScan:
+    """What a check of a corpus file needs, its texts read and dropped: the ids and the
+    fingerprint (``in`` works as on a :class:`Corpus`)."""
+
+    ids: frozenset[str]
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.ids
 
 
 def _iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield (line number, object) for each non-blank line of a JSONL file."""
+    for number, _start, _length, value in _iter_json_lines(path):
+        yield number, value
+
+
+def _iter_json_lines(path: Path) -> Iterator[tuple[int, int, int, dict[str, object]]]:
+    """Yield (line number, byte offset, byte length, object) for each non-blank line of a JSONL
+    file (offsets into the decompressed bytes of a gzip file)."""
     try:
-        with _open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            offset = 0
+            for number, raw in enumerate(handle, start=1):
+                start, offset = offset, offset + len(raw)
+                line = raw.decode("utf-8")
                 if not line.strip():
                     continue
                 try:
@@ -117,7 +179,7 @@ def _iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
                     raise DataError(path, number, reason) from None
                 if not isinstance(value, dict):
                     raise DataError(path, number, "expected a JSON object")
-                yield number, value
+                yield number, start, len(raw), value
     except UnicodeDecodeError as exc:
         raise DataError(path, None, f"not valid UTF-8 ({exc.reason})") from None
     except (OSError, EOFError) as exc:
@@ -146,23 +208,57 @@ def _id_field(path: Path, number: int, obj: Mapping[str, object]) -> str:
     return value
 
 
-def iter_corpus(path: Path) -> Iterator[Document]:
-    """Stream documents from corpus.jsonl or corpus.jsonl.gz, checking ids as it goes."""
+def _iter_corpus_lines(path: Path) -> Iterator[tuple[int, int, Document]]:
+    """(byte offset, byte length, document) of each document line, ids checked as it goes."""
     seen: set[str] = set()
-    for number, obj in _iter_json_objects(path):
+    for number, start, length, obj in _iter_json_lines(path):
         doc_id = _id_field(path, number, obj)
         if doc_id in seen:
             raise DataError(path, number, f"duplicate '_id' {doc_id!r}")
         seen.add(doc_id)
-        yield Document(
-            doc_id,
-            _string_field(path, number, obj, "title"),
-            _string_field(path, number, obj, "text"),
-        )
+        title = _string_field(path, number, obj, "title")
+        yield start, length, Document(doc_id, title, _string_field(path, number, obj, "text"))
+
+
+def iter_corpus(path: Path) -> Iterator[Document]:
+    """Stream documents from corpus.jsonl or corpus.jsonl.gz, checking ids as it goes."""
+    for _start, _length, doc in _iter_corpus_lines(path):
+        yield doc
+
+
+def scan_corpus(path: Path, documents: Iterator[Document] | None = None) -> CorpusScan:
+    """Check a corpus file line by line, keeping only its ids and fingerprint (``documents``:
+    the file's documents, e.g. ``iter_corpus(path)`` with progress reports around it)."""
+    ids: set[str] = set()
+    digest = CorpusDigest()
+    for doc in iter_corpus(path) if documents is None else documents:
+        ids.add(doc.id)
+        digest.update(doc)
+    if not ids:
+        raise DataError(path, None, "corpus is empty")
+    return CorpusScan(frozenset(ids), digest.hexdigest())
 
 
 def load_corpus(path: Path) -> Corpus:
-    corpus = Corpus.from_documents(iter_corpus(path))
+    """The corpus of ``path``: an uncompressed file is read back for texts when they are needed
+    (ids, positions and 12 bytes of offsets a document in memory), a gzip file is held whole."""
+    if path.suffix == ".gz":
+        corpus = Corpus.from_documents(iter_corpus(path))
+    else:
+        ids: list[str] = []
+        positions: dict[str, int] = {}
+        starts: list[int] = []
+        lengths: list[int] = []
+        digest = CorpusDigest()
+        for start, length, doc in _iter_corpus_lines(path):
+            positions[doc.id] = len(ids)
+            ids.append(doc.id)
+            starts.append(start)
+            lengths.append(length)
+            digest.update(doc)
+        offsets = np.asarray(starts, dtype=np.int64)
+        texts = FileTexts(path, offsets, np.asarray(lengths, dtype=np.uint32))
+        corpus = Corpus(tuple(ids), digest.hexdigest(), texts, positions)
     if len(corpus) == 0:
         raise DataError(path, None, "corpus is empty")
     return corpus
@@ -242,7 +338,9 @@ class BeirSplit:
     qrels: Qrels
 
 
-def check_qrels(path: Path, qrels: Qrels, queries: Mapping[str, str], corpus: Corpus) -> None:
+def check_qrels(
+    path: Path, qrels: Qrels, queries: Mapping[str, str], corpus: Corpus | CorpusScan
+) -> None:
     """Every qrels query must be in queries.jsonl and every judged doc in the corpus."""
     for query_id, judged in qrels.items():
         if query_id not in queries:

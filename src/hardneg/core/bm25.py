@@ -165,7 +165,7 @@ class BM25Index:
         progress(0, total, "bm25: tokenizing")
         for start in range(0, total, _TOKENIZE_CHUNK):
             stop = min(start + _TOKENIZE_CHUNK, total)
-            texts = [corpus.document(i).full_text for i in range(start, stop)]
+            texts = corpus.full_texts(start, stop)
             ids, chunk_lengths = tokenizer.ids_into(texts, vocab)
             parts.append(TermCounts.count(ids, chunk_lengths, len(vocab), start))
             lengths.append(chunk_lengths)

@@ -112,7 +112,7 @@ class EmbeddingStore:
             out = open_memmap(temp, mode="w+", dtype=np.float32, shape=(total, dim))
             for start in range(0, total, chunk_size):
                 stop = min(start + chunk_size, total)
-                texts = [corpus.document(i).full_text for i in range(start, stop)]
+                texts = corpus.full_texts(start, stop)
                 per_batch = _shifted(progress, start, total)
                 out[start:stop] = encode_texts(
                     model, texts, batch_size, prompt or None, per_batch, "encoding corpus"

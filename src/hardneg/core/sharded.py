@@ -151,7 +151,7 @@ def _encode_rows(
         out = open_memmap(temp, mode="w+", dtype=np.float32, shape=(stop - start, dim))
         for first in range(start, stop, options.chunk_size):
             last = min(first + options.chunk_size, stop)
-            texts = [corpus.document(i).full_text for i in range(first, last)]
+            texts = corpus.full_texts(first, last)
             out[first - start : last - start] = encode_texts(
                 model, texts, options.batch_size, options.prompt or None
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hardneg.core.index_params import BM25Params, DenseIndexConfig
 from hardneg.core.spec import Section, Spec, server_owned
@@ -71,6 +71,12 @@ class MineSpec(Spec):
     bm25: BM25Params = Field(default_factory=BM25Params)
     index: DenseIndexConfig = Field(default_factory=DenseIndexConfig)
     batch_size: int = Field(64, ge=1, le=4096, description="encoding batch size")
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="dense: torch.distributed processes (torchrun; gloo on CPU, one GPU each)",
+    )
     max_length: int | None = Field(
         None, ge=8, le=8192, description="bi-encoder tokens per text (null: the model's)"
     )
@@ -89,3 +95,9 @@ class MineSpec(Spec):
         default_factory=BackendConfig,
         json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
     )
+
+    @model_validator(mode="after")
+    def _processes_are_for_dense(self) -> MineSpec:
+        if self.processes > 1 and self.method != "dense":
+            raise ValueError(f"processes > 1 shards dense mining only, not {self.method!r}")
+        return self

@@ -2,17 +2,20 @@
 
     torchrun --nproc_per_node 2 -m hardneg.service.distributed encode --data DIR
     torchrun --nproc_per_node 2 -m hardneg.service.distributed mine --data DIR \\
-        --split train --output OUT [--index flat|ivf|hnsw] [--num-negatives 3]
+        --split train --output OUT [--index flat|ivf|hnsw] [--num-negatives 3] [--spec F]
 
 Every process runs the same command (gloo on CPUs, NCCL on GPUs, one GPU per rank); the work is
 split by ``core.sharded`` through ``miners.dense``. ``encode`` leaves the corpus matrix in the
-embedding store (under ``HARDNEG_HOME``); ``mine`` writes the same output folder as
-``hardneg mine --method dense``, from rank 0. Settings (home, model, device) are the service's.
+embedding store (under ``HARDNEG_HOME``); ``mine`` is ``run_mining`` on every rank and writes
+the same output folder as ``hardneg mine --method dense`` (probe included), from rank 0. A
+mine job or ``hardneg mine`` with ``processes > 1`` launches this (``pipelines.processes``).
+Settings (home, model, device) are the service's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import get_args
@@ -20,13 +23,12 @@ from typing import get_args
 from hardneg.core.index_params import IndexKind
 from hardneg.core.progress import Progress
 from hardneg.core.sharded import EncodeOptions, Shards, encode_corpus_sharded
-from hardneg.core.spec import build_spec, parse_assignments
+from hardneg.core.spec import build_spec, parse_assignments, read_spec_file
 from hardneg.core.workspace import Workspace
-from hardneg.miners.dense import ENCODE_CHUNK, mine_dense
-from hardneg.miners.disk_cache import DiskCache
+from hardneg.miners.dense import ENCODE_CHUNK
 from hardneg.miners.spec import MineSpec
-from hardneg.service.pipelines.data import dataset_split, refuse_foreign_output
-from hardneg.service.pipelines.mine import MANIFEST_FILE, make_job, write_run
+from hardneg.service.pipelines.data import dataset_split
+from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
 from hardneg.trainers.distributed import init_distributed, shutdown
 
@@ -42,12 +44,14 @@ SPEC_FLAGS = ("model", "index", "num_negatives", "batch_size", "max_length", "qu
 
 
 def mine_spec(args: argparse.Namespace) -> MineSpec:
-    """The dense :class:`MineSpec` of the flags that were given, then ``--set key=value``."""
+    """The dense :class:`MineSpec` of ``--spec`` (a JSON file), then the flags that were given,
+    then ``--set key=value``."""
     flags = {name: getattr(args, name) for name in SPEC_FLAGS}
     flags = {name: value for name, value in flags.items() if value is not None}
     if args.no_cache:
         flags["cache"] = False
-    layers = [{"method": "dense", "split": args.split}, flags, parse_assignments(args.set)]
+    first = read_spec_file(args.spec) if args.spec else {"method": "dense", "split": args.split}
+    layers = [first, flags, parse_assignments(args.set)]
     return build_spec(MineSpec, layers, "command line")
 
 
@@ -65,26 +69,27 @@ def encode(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
 
 
 def mine(args: argparse.Namespace, settings: Settings, progress: Progress) -> None:
+    """``run_mining`` on every rank (``processes``: the group's size); rank 0 writes the output
+    folder and, with ``--result``, its files, stats and seconds as JSON."""
     shards = Shards.current()
+    given = mine_spec(args)
+    spec = MineSpec.model_validate(given.model_dump() | {"processes": shards.world_size})
+    result = run_mining(spec, args.data, settings, args.output, progress)
     if shards.is_main:
-        refuse_foreign_output(args.output, MANIFEST_FILE)
-    spec = mine_spec(args)
-    cache = DiskCache(Workspace(settings.home).root / "cache") if spec.cache else None
-    job = make_job(spec, args.data, settings, cache)
-    run = mine_dense(job, progress)
-    if shards.is_main:
-        write_run(args.output, args.data, job, run, progress)
+        if args.result is not None:
+            files = {name: str(path) for name, path in result.files.items()}
+            report = {"files": files, "stats": result.stats, "seconds": result.seconds}
+            args.result.write_text(json.dumps(report, default=str))
         logger.info(
-            "mined %d queries over %d ranks into %s", len(run.rows), shards.world_size, args.output
+            "mined over %d ranks into %s (%s)", shards.world_size, args.output, result.seconds
         )
-    shards.barrier()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Sharded encoding and dense mining (torchrun).")
     parser.add_argument("command", choices=["encode", "mine"])
     parser.add_argument("--data", required=True, help="BEIR folder or dataset name")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="(without --spec)")
     parser.add_argument("--model", default=None, help="bi-encoder (default: the settings')")
     parser.add_argument("--output", type=Path, default=None, help="mine: output folder")
     parser.add_argument("--index", choices=get_args(IndexKind), default=None)
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus-prompt", default=None)
     parser.add_argument("--no-cache", action="store_true", help="mine: skip the candidate cache")
     parser.add_argument("--set", action="append", default=[], help="any MineSpec field: key=value")
+    parser.add_argument("--spec", type=Path, default=None, help="a MineSpec file (JSON or YAML)")
+    parser.add_argument("--result", type=Path, default=None, help="mine: rank 0's report (JSON)")
     args = parser.parse_args(argv)
     if args.command == "mine" and args.output is None:
         parser.error("mine needs --output")

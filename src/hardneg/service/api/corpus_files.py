@@ -18,14 +18,14 @@ from pathlib import Path
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import (
-    Corpus,
+    CorpusScan,
     DataError,
     available_splits,
     check_qrels,
     find_corpus_file,
-    load_corpus,
     load_qrels,
     load_queries,
+    scan_corpus,
 )
 from hardneg.service.api.uploads import Received
 from hardneg.service.jobs.corpora import (
@@ -71,7 +71,7 @@ def store_uploaded_corpus(
     """Validate a corpus upload and keep it as a new corpus (its own BEIR folder)."""
     check_lines(received.path, received.gzipped)
     try:
-        corpus = load_corpus(received.path)
+        corpus = scan_corpus(received.path)  # ids and fingerprint; texts read and dropped
     except DataError as exc:
         raise _public(exc) from None
     corpus_id = new_corpus_id()
@@ -98,8 +98,8 @@ def _split_counts(folder: Path) -> dict[str, int]:
     }
 
 
-def _corpus_of(record: CorpusRecord) -> Corpus:
-    return load_corpus(find_corpus_file(record.path))
+def _corpus_of(record: CorpusRecord) -> CorpusScan:
+    return scan_corpus(find_corpus_file(record.path))
 
 
 def store_queries(

@@ -49,8 +49,9 @@ FLAGS = (
     "split", "method", "model", "cross_encoder", "num_negatives", "range_min", "range_max",
     "max_score", "min_score", "absolute_margin", "relative_margin", "sampling", "seed",
     "min_negatives", "pool_depth", "denoise_margin", "index", "k1", "b", "batch_size",
-    Flag("layouts", "layout"), Flag("formats", "format"), "cache", "llm_backend", "llm_model",
-    "llm_base_url", "llm_api_key_env", "llm_per_query", "llm_max_queries", "llm_prompt_file",
+    "processes", Flag("layouts", "layout"), Flag("formats", "format"), "cache", "llm_backend",
+    "llm_model", "llm_base_url", "llm_api_key_env", "llm_per_query", "llm_max_queries",
+    "llm_prompt_file",
 )  # fmt: skip
 
 

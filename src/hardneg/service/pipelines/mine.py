@@ -21,6 +21,7 @@ from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
 from hardneg.core.negatives import meta_path_for
 from hardneg.core.progress import Progress, no_progress
+from hardneg.core.sharded import Shards
 from hardneg.core.workspace import Workspace
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.job import MinedRun, MinerFn, MiningJob, miner_for
@@ -29,7 +30,8 @@ from hardneg.miners.output import write_outputs
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned, hide_positives
 from hardneg.miners.spec import MineSpec
 from hardneg.miners.stats import write_stats
-from hardneg.service.pipelines.data import dataset_split, refuse_foreign_output
+from hardneg.service.pipelines.data import dataset_split, find_dataset, refuse_foreign_output
+from hardneg.service.pipelines.processes import mine_in_processes
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -136,10 +138,20 @@ def run_mining(
     ``output``; returns paths and stats.
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis);
-    ``spec.cache`` false mines without any.
+    ``spec.cache`` false mines without any. A dense spec with ``processes > 1`` runs in that many
+    ``torch.distributed`` processes (``pipelines.processes``; inside them, every rank calls this
+    and rank 0 writes ``output``): the same negatives as one process.
     """
+    shards = Shards.current() if spec.processes > 1 else Shards()
+    if spec.processes > 1 and not shards.distributed:
+        started = time.perf_counter()
+        folder = str(find_dataset(data, settings, progress))
+        launched = mine_in_processes(spec, folder, settings, output, progress)
+        seconds = dict(launched.seconds) | {"processes": time.perf_counter() - started}
+        return MineResult(output, launched.files, launched.stats, seconds)
     miner = miner_for(spec.method)
-    refuse_foreign_output(output, MANIFEST_FILE)
+    if shards.is_main:
+        refuse_foreign_output(output, MANIFEST_FILE)
     if not spec.cache:
         cache = None
     elif cache is None:
@@ -157,7 +169,11 @@ def run_mining(
         else:
             probe = false_negative_probe(miner, job, spec.filters.seed, progress)
     probed = time.perf_counter()
-    files, stats = write_run(output, data, job, run, progress, probe)
+    files: dict[str, Path] = {}
+    stats: dict[str, object] = {}
+    if shards.is_main:
+        files, stats = write_run(output, data, job, run, progress, probe)
+    shards.barrier()  # the output is in place before any rank returns
     seconds = {
         "load": loaded - started,
         "mine": mined - loaded,

@@ -17,8 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from hardneg.core.beir import (
-    Corpus,
-    DataError,
+    CorpusScan,
     Document,
     available_splits,
     check_qrels,
@@ -26,6 +25,7 @@ from hardneg.core.beir import (
     iter_corpus,
     load_qrels,
     load_queries,
+    scan_corpus,
 )
 from hardneg.core.download import download_beir
 from hardneg.core.progress import Progress
@@ -83,12 +83,13 @@ def _reported(documents: Iterator[Document], progress: Progress) -> Iterator[Doc
     progress(count, count, "reading corpus")
 
 
-def read_folder(folder: Path, progress: Progress) -> tuple[Corpus, dict[str, str], dict[str, int]]:
-    """Load and cross-check a BEIR folder: corpus, queries (if any), every qrels split."""
+def read_folder(
+    folder: Path, progress: Progress
+) -> tuple[CorpusScan, dict[str, str], dict[str, int]]:
+    """Check a BEIR folder: the corpus (streamed: its ids and fingerprint kept, not its texts),
+    queries (if any), every qrels split."""
     corpus_file = find_corpus_file(folder)
-    corpus = Corpus.from_documents(_reported(iter_corpus(corpus_file), progress))
-    if len(corpus) == 0:
-        raise DataError(corpus_file, None, "corpus is empty")
+    corpus = scan_corpus(corpus_file, _reported(iter_corpus(corpus_file), progress))
     queries_file = folder / "queries.jsonl"
     queries = load_queries(queries_file) if queries_file.is_file() else {}
     splits: dict[str, int] = {}

@@ -1,0 +1,129 @@
+"""A mine run with ``processes > 1``: the same run under ``torchrun`` on this machine.
+
+``run_mining`` hands a dense spec asking for several processes here. This launches
+
+    python -m torch.distributed.run --standalone --nproc_per_node N \\
+        -m hardneg.service.distributed mine --spec SPEC.json --data DATA --output OUT --result R
+
+(torch's own launcher: gloo on CPUs, NCCL with one GPU per rank; ``core.sharded`` splits the
+corpus encoding and the query search) and waits for it; each rank runs ``run_mining`` inside the
+process group, rank 0 writes ``OUT`` (whole or not at all, as in one process) and the result
+file. The settings the ranks need (home, model, device, encoder backend, data folders) travel
+as ``HARDNEG_*`` variables. Progress calls are made about once a second while the ranks work,
+so a cancelled job stops them: the launcher and its ranks are one process group, killed together.
+The ranks' candidate cache is the workspace's disk cache (the service's Redis cache stays with
+the single-process path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardneg.core.progress import Progress, no_progress
+from hardneg.miners.spec import MineSpec
+from hardneg.service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 1.0
+STAGE = "dense: {n} processes (torchrun)"
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What rank 0 reported: the output's files, its stats, the seconds of each step."""
+
+    files: Mapping[str, Path]
+    stats: Mapping[str, object]
+    seconds: Mapping[str, float]
+
+
+def launch_command(
+    processes: int, spec_file: Path, data: str, output: Path, result: Path
+) -> list[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(processes), "-m", "hardneg.service.distributed", "mine"]
+    command += ["--spec", str(spec_file), "--data", data, "--output", str(output)]
+    return [*command, "--result", str(result)]
+
+
+def rank_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with the settings the ranks read, as ``HARDNEG_*``."""
+    env = dict(os.environ) | {
+        "HARDNEG_HOME": str(settings.home),
+        "HARDNEG_MODEL": settings.model,
+        "HARDNEG_ENCODER_BACKEND": settings.encoder_backend,
+        "HARDNEG_DATA_DIRS": os.pathsep.join(str(d) for d in settings.data_dirs),
+    }
+    if settings.device is not None:
+        env["HARDNEG_DEVICE"] = settings.device
+    else:
+        env.pop("HARDNEG_DEVICE", None)
+    return env
+
+
+def check_devices(processes: int, device: str | None) -> None:
+    """On GPUs every rank takes one (``cuda:LOCAL_RANK``): refuse more ranks than GPUs."""
+    import torch
+
+    if torch.cuda.is_available() and (device is None or device.startswith("cuda")):
+        count = torch.cuda.device_count()
+        if processes > count:
+            raise ValueError(
+                f"processes={processes} needs one GPU per process; this machine has {count}"
+            )
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """Kill the launcher and its ranks (one process group) and reap the launcher."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def mine_in_processes(
+    spec: MineSpec,
+    data: str,
+    settings: Settings,
+    output: Path,
+    progress: Progress = no_progress,
+) -> Launched:
+    """Run ``spec`` in ``spec.processes`` ranks; the files, stats and seconds rank 0 reported."""
+    check_devices(spec.processes, settings.device)
+    stage = STAGE.format(n=spec.processes)
+    with tempfile.TemporaryDirectory(prefix="hardneg-processes-") as scratch:
+        folder = Path(scratch)
+        spec_file, result, log = folder / "spec.json", folder / "result.json", folder / "ranks.log"
+        spec_file.write_text(spec.model_dump_json(exclude={"backend"}))
+        command = launch_command(spec.processes, spec_file, data, output, result)
+        logger.info("mining in %d processes: %s", spec.processes, " ".join(command))
+        with log.open("wb") as sink:
+            child = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, env=rank_env(settings),
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                while child.poll() is None:
+                    progress(0, 0, stage)  # raises when the job is cancelled
+                    time.sleep(POLL_S)
+            except BaseException:
+                _stop(child)
+                raise
+        if child.returncode != 0:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"{spec.processes} mining processes failed:\n{tail}")
+        progress(1, 1, stage)
+        reported = json.loads(result.read_text())
+    files = {name: Path(path) for name, path in reported["files"].items()}
+    return Launched(files, reported["stats"], reported["seconds"])
