@@ -83,7 +83,10 @@ def build_optimizer(
     groups = parameter_groups(named, args.weight_decay)
     if args.optimizer == "lamb":
         return Lamb(groups, lr=args.learning_rate)
-    return torch.optim.AdamW(groups, lr=args.learning_rate, eps=1e-8)
+    # fused: one kernel for every tensor's update; on the 2-core CPU an AdamW step over
+    # MiniLM's 22.7M parameters took 0.75 s by the default (foreach) path and 0.04 s fused
+    # (about 13% of a "STAR, frozen documents" step before), the same update to rounding
+    return torch.optim.AdamW(groups, lr=args.learning_rate, eps=1e-8, fused=True)
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
