@@ -323,3 +323,12 @@ def test_unknown_methods_and_profiles_are_refused() -> None:
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown profile field"):
         get_profile("quick", steps=3)
+
+
+def test_few_queries_are_shared_between_the_budget_and_the_reranker() -> None:
+    ids = [f"q{i}" for i in range(100)]
+    roles = split_roles(ids, 512, 100, 297, seed=1)  # the quick profile's counts, 100 queries
+    assert len(roles.val) == 20
+    assert len(roles.train) == round(80 * 512 / 809) and len(roles.reranker) == 80 - 51
+    plenty = split_roles([f"q{i}" for i in range(900)], 512, 100, 297, seed=1)
+    assert len(plenty.train) == 512 and len(plenty.reranker) == 288  # the budget comes first

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     device: str | None = Field(
         None, description="torch device; default cuda when present, else cpu"
     )
+    train_processes: int | None = Field(
+        None,
+        ge=1,
+        description="experiment: (arm, seed) training runs at once, each in its own process on "
+        "its share of the cores; default: 2 on a CPU with 2 or more cores, 1 on a GPU",
+    )
     encoder_backend: BackendChoice = Field(
         "auto",
         description="how bi-encoders run: torch, onnx, onnx-int8, openvino or openvino-int8 "

@@ -98,12 +98,16 @@ def split_roles(
     query_ids: list[str], budget: int | None, val: int, held_out: int, seed: int
 ) -> Roles:
     """Disjoint roles from one seeded shuffle: validation first (at most a fifth of the
-    queries), then the budget, then the reranker's queries from what is left."""
+    queries), then the budget, then the reranker's queries from what is left. When the rest
+    cannot fill the budget (few queries, e.g. LLM-written ones), budget and reranker share it
+    in proportion to what each asked for, so a cross-encoder can still be trained here."""
     order = list(query_ids)
     random.Random(seed).shuffle(order)
     val_size = min(val, len(order) // 5)
     val_ids, rest = order[:val_size], order[val_size:]
     size = len(rest) if budget is None else min(budget, len(rest))
+    if budget is not None and held_out and len(rest) < budget:
+        size = max(1, round(len(rest) * budget / (budget + held_out)))
     chosen, rest = rest[:size], rest[size:]
     return Roles(sorted(chosen), sorted(val_ids), sorted(rest[:held_out]))
 

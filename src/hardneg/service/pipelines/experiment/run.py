@@ -8,6 +8,7 @@ On one BEIR corpus, with one budget of training queries (:mod:`.data`):
    the same queries in the same order (:mod:`.arms`);
 3. for every training seed and arm: the comparison stage (static negatives: STAR, or "STAR,
    frozen documents"), then ADORE from its model (:mod:`.training`), validated on ``val``;
+   on a CPU several (arm, seed) runs train at once in worker processes (:mod:`.parallel`);
 4. once everything is trained, score every model and the two baselines (BM25, the base model
    zero-shot) on the test split, per query;
 5. compare arms with paired tests over per-query scores averaged over seeds, Holm-corrected
@@ -20,14 +21,12 @@ stopped; embeddings, candidates and LLM outputs also come from the workspace cac
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import load_split
 from hardneg.core.cache import Cache
 from hardneg.core.negatives import read_mined
@@ -44,6 +43,11 @@ from hardneg.service.pipelines.experiment.data import (
     hidden_positives,
     prepare_data,
 )
+from hardneg.service.pipelines.experiment.parallel import (
+    ArmRun,
+    train_in_parallel,
+    worker_count,
+)
 from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
 from hardneg.service.pipelines.experiment.report import build_report, reranker_summary, write_report
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
@@ -58,6 +62,7 @@ from hardneg.service.pipelines.experiment.stages import (
     Scored,
     Stages,
     Trained,
+    check_output,
 )
 from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
 from hardneg.service.pipelines.generate import run_generate_queries
@@ -252,6 +257,14 @@ class Experiment:
         )
         return {"star": star, "star_adore": adore}
 
+    def train_many(self, runs: list[ArmRun]) -> None:
+        """Train ``runs`` in worker processes when more than one is set (:mod:`.parallel`); the
+        caller's loop then reads their recorded stages (or trains them itself, with one)."""
+        workers = worker_count(self.settings.train_processes, self.settings.device)
+        if workers > 1 and len(runs) > 1:
+            job = functools.partial(train_in_worker, self.request, self.settings, self.output)
+            train_in_parallel(runs, job, min(workers, len(runs)), self.progress)
+
     def test_scores(self, name: str, model: str | None) -> Scored:
         return self.stages.run(
             f"test-{name}",
@@ -292,6 +305,12 @@ class Experiment:
             arms[arm] = self.stages.run(f"arm-{arm}", Arm, write)
         if len({a.query_ids_sha for a in arms.values()}) != 1:
             raise RuntimeError("arms were given different training queries")  # never by design
+        runs = [
+            ArmRun(arm, info.training_file, info.queries_trained, seed)
+            for seed in self.request.training_seeds
+            for arm, info in arms.items()
+        ]
+        self.train_many([run for run in runs if not self.stages.recorded(run.last_stage)])
         trained: dict[str, dict[int, dict[str, Trained]]] = {arm: {} for arm in arms}
         for seed in self.request.training_seeds:
             for arm, info in arms.items():
@@ -334,6 +353,12 @@ class Experiment:
         return ExperimentResult(self.output, report, files)
 
 
+def train_in_worker(request: ExperimentSpec, settings: Settings, output: Path, run: ArmRun) -> None:
+    """A worker process's job: train one (arm, seed), recording its stages (:mod:`.parallel`)."""
+    experiment = Experiment(request, settings, output, no_progress, None)
+    experiment.train_arm(run.arm, run.training_file, run.rows, run.seed)
+
+
 def run_experiment(
     request: ExperimentSpec,
     settings: Settings,
@@ -345,7 +370,7 @@ def run_experiment(
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
     """
-    check_output(output, request)
+    check_output(output, REQUEST_FILE, describe(request))
     return Experiment(request, settings, output, progress, cache).run()
 
 
@@ -362,22 +387,3 @@ def describe(request: ExperimentSpec) -> dict[str, Any]:
         "training_seeds": request.training_seeds,
         "queries": request.queries,
     }
-
-
-def check_output(output: Path, request: ExperimentSpec) -> None:
-    """Create ``output`` for this request, or accept it when it holds the same experiment."""
-    record = output / REQUEST_FILE
-    wanted = json.loads(json.dumps(describe(request), default=str))
-    if record.is_file():
-        found = json.loads(record.read_text())
-        if found != wanted:
-            changed = sorted(k for k in wanted if found.get(k) != wanted[k])
-            raise FileExistsError(
-                f"{output} holds an experiment with other settings ({', '.join(changed)}); "
-                "rerun with the same ones to continue it, or choose another --output"
-            )
-        return
-    if output.is_dir() and any(output.iterdir()):
-        raise FileExistsError(f"{output} is not empty and holds no experiment; choose a new folder")
-    output.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(wanted, indent=2))
