@@ -49,7 +49,7 @@ from hardneg.service.pipelines.adapt.data import VAL_SPLIT, split_by_passage, wr
 from hardneg.service.pipelines.adapt.report import AdaptStages, build_report
 from hardneg.service.pipelines.adapt.spec import AdaptSpec
 from hardneg.service.pipelines.adapt.stages import GeneratedQueries, MinedNegatives, TeacherScores
-from hardneg.service.pipelines.data import find_dataset
+from hardneg.service.pipelines.data import claim_output, find_dataset
 from hardneg.service.pipelines.experiment.stages import Stages, Trained
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
@@ -254,23 +254,6 @@ class Adaptation:
         return AdaptResult(self.output, report["model"], report["adapted"], report)
 
 
-def check_output(output: Path, spec: AdaptSpec, data: str) -> None:
-    """Create ``output`` for this request, or accept it when it holds the same request."""
-    wanted = json.loads(json.dumps(spec.describe(data), default=str))
-    record = output / REQUEST_FILE
-    if record.is_file():
-        if json.loads(record.read_text()) != wanted:
-            raise FileExistsError(
-                f"{output} holds an adapt run with other settings; rerun with the same ones to "
-                "continue it, or choose another output folder"
-            )
-        return
-    if output.is_dir() and any(output.iterdir()):
-        raise FileExistsError(f"{output} is not empty and holds no adapt run; choose a new folder")
-    output.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(wanted, indent=2))
-
-
 def run_adapt(
     spec: AdaptSpec,
     data: str,
@@ -284,5 +267,5 @@ def run_adapt(
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
     """
-    check_output(output, spec, data)
+    claim_output(output, REQUEST_FILE, spec.describe(data), "an adapt run")
     return Adaptation(spec, data, settings, output, progress, cache).run()
