@@ -25,13 +25,13 @@ from bench.machine import machine_info
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import load_split
 from hardneg.core.significance import ALPHA, paired_comparison
+from hardneg.core.spec import build_spec, parse_assignments
 from hardneg.core.workspace import Workspace
-from hardneg.service.pipelines.adapt.run import AdaptRequest, run_adapt
-from hardneg.service.pipelines.adapt.spec import load_spec
+from hardneg.service.pipelines.adapt.run import run_adapt
+from hardneg.service.pipelines.adapt.spec import AdaptSpec
 from hardneg.service.pipelines.evaluate import load_models
 from hardneg.service.settings import Settings
 from hardneg.trainers.evaluation import RetrievalEvaluation, evaluate_bm25, evaluate_dense
-from hardneg.trainers.launch import parse_overrides
 
 logger = logging.getLogger("bench.adapt")
 REPO = Path(__file__).resolve().parents[1]
@@ -58,9 +58,9 @@ def _per_query(evaluation: RetrievalEvaluation, metric: str) -> dict[str, float]
 def run_collection(
     name: str, folder: Path, runs: Path, overrides: dict[str, object], settings: Settings
 ) -> dict[str, Any]:
-    spec = load_spec(None, overrides)
+    spec = build_spec(AdaptSpec, [overrides], "--set")
     started = time.perf_counter()
-    result = run_adapt(AdaptRequest(data=str(folder), spec=spec), settings, runs / name)
+    result = run_adapt(spec, str(folder), settings, runs / name)
     adapt_seconds = time.perf_counter() - started
     # the test split is read from here on only
     split = load_split(folder, "test")
@@ -106,7 +106,7 @@ def run_collection(
         "trims": report["trims"],
         "stage_seconds": report["stage_seconds"],
         "wall_seconds": round(adapt_seconds, 1),
-        "spec": spec.model_dump(),
+        "spec": spec.model_dump(exclude={"llm"}),
     }
 
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    overrides = DEFAULT_SPEC | parse_overrides(args.set)
+    overrides = DEFAULT_SPEC | parse_assignments(args.set)
     settings = Settings(home=args.home)
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
     results: dict[str, Any] = {

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hardneg.core.beir import DataError, load_qrels
+from hardneg.core.spec import build_spec, read_spec_file
 from hardneg.miners.llm.backends import BackendConfig
 from hardneg.miners.llm.parsing import DropReport
 from hardneg.miners.llm.queries import GeneratedQuery
@@ -23,8 +24,8 @@ from hardneg.miners.llm.training_queries import (
 )
 from hardneg.service.jobs.registry import KINDS
 from hardneg.service.pipelines.adapt.data import split_by_passage
-from hardneg.service.pipelines.adapt.run import AdaptRequest, run_adapt
-from hardneg.service.pipelines.adapt.spec import AdaptSpec, load_spec
+from hardneg.service.pipelines.adapt.run import run_adapt
+from hardneg.service.pipelines.adapt.spec import AdaptSpec
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
 from tests.test_llm_fakes import Reply, fake_openai, user_text
@@ -57,7 +58,7 @@ def responder(payload: dict[str, object]) -> Reply:
     return Reply(content=f"what do {' '.join(words[seed % 2 :])} mean?")
 
 
-def _request(data: Path, url: str, **spec: object) -> AdaptRequest:
+def _spec(url: str, **spec: object) -> AdaptSpec:
     base: dict[str, object] = {
         "queries": {"passages": 12, "per_passage": 2, "bootstrap_passages": 2, "keep_share": 0.8},
         "train": {
@@ -70,9 +71,8 @@ def _request(data: Path, url: str, **spec: object) -> AdaptRequest:
             "val_share": 0.25,
         },
     }
-    merged = AdaptSpec.model_validate(base | spec)
     llm = BackendConfig(backend="openai", model="scripted", base_url=url, api_key_env=None)
-    return AdaptRequest(data=str(data), spec=merged, llm=llm)
+    return AdaptSpec.model_validate(base | spec | {"llm": llm})
 
 
 @pytest.fixture
@@ -85,8 +85,8 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
     settings = Settings(home=tmp_path / "home")
     output = tmp_path / "run"
     with fake_openai(responder) as server:
-        request = _request(corpus, server.url)
-        result = run_adapt(request, settings, output)
+        spec = _spec(server.url)
+        result = run_adapt(spec, str(corpus), settings, output)
         calls = len(server.requests)
         report = result.report
         # generated: 2 bootstrap passages x 2, then 12 passages x 2; kept share from the counts
@@ -116,21 +116,21 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
         scored = [json.loads(x) for x in (output / "scored" / "mined.jsonl").open()]
         assert all(None not in row["negative_scores"] for row in scored)
         # a rerun continues from the recorded stages: no LLM call, the same answer
-        again = run_adapt(request, settings, output)
+        again = run_adapt(spec, str(corpus), settings, output)
         assert len(server.requests) == calls and again.model == result.model
         with pytest.raises(FileExistsError, match="other settings"):
-            run_adapt(_request(corpus, server.url, seed=9), settings, output)
+            run_adapt(_spec(server.url, seed=9), str(corpus), settings, output)
 
 
 def test_do_no_harm_returns_the_base_model(corpus: Path, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     with fake_openai(responder) as server:
         # a learning rate that wrecks the query encoder: no checkpoint can beat the base model
-        request = _request(
-            corpus, server.url, train={"steps": 4, "eval_steps": 2, "batch_size": 4,
-                                       "learning_rate": 0.5, "max_doc_length": 32},
+        spec = _spec(
+            server.url, train={"steps": 4, "eval_steps": 2, "batch_size": 4,
+                               "learning_rate": 0.5, "max_doc_length": 32},
         )  # fmt: skip
-        result = run_adapt(request, settings, tmp_path / "run")
+        result = run_adapt(spec, str(corpus), settings, tmp_path / "run")
     assert not result.adapted and result.model == "all-MiniLM-L6-v2"
     assert "the base model is returned unchanged" in result.report["decision"]
     validation = result.report["validation"]
@@ -138,18 +138,20 @@ def test_do_no_harm_returns_the_base_model(corpus: Path, tmp_path: Path) -> None
 
 
 def test_spec_errors_name_the_field(tmp_path: Path) -> None:
-    spec = load_spec(None, {"queries.passages": 50, "train.steps": 10, "train.eval_steps": 5})
+    dotted = {"queries.passages": 50, "train.steps": 10, "train.eval_steps": 5}
+    spec = build_spec(AdaptSpec, [dotted])
     assert spec.queries.passages == 50 and spec.train.steps == 10
     with pytest.raises(DataError, match=r"queries\.pasages: Extra inputs"):
-        load_spec(None, {"queries.pasages": 5})
+        build_spec(AdaptSpec, [{"queries.pasages": 5}])
     with pytest.raises(DataError, match=r"train\.val_share"):
-        load_spec(None, {"train.val_share": 1.5})
+        build_spec(AdaptSpec, [{"train.val_share": 1.5}])
     with pytest.raises(DataError, match="needs cross_encoder"):
-        load_spec(None, {"teacher": "cross-encoder"})
+        build_spec(AdaptSpec, [{"teacher": "cross-encoder"}])
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"seed": 3, "queries": {"per_passage": 4}}))
-    assert load_spec(path, {"seed": 4}).model_dump()["queries"]["per_passage"] == 4
-    assert load_spec(path, {"seed": 4}).seed == 4
+    layers = [read_spec_file(path), {"seed": 4}]
+    assert build_spec(AdaptSpec, layers).model_dump()["queries"]["per_passage"] == 4
+    assert build_spec(AdaptSpec, layers).seed == 4
     assert KINDS["adapt"].params.model_validate({"seed": 1}).seed == 1  # the job's body
 
 
@@ -215,7 +217,7 @@ def test_the_adapt_job_validates_runs_and_publishes(tmp_path: Path) -> None:
                     "/v1/jobs/adapt", json={"corpus_id": corpus_id, "params": bad}
                 )
                 assert response.status_code == 422 and "pasages" in response.text
-                params = _request(tmp_path, server.url).spec.model_dump()
+                params = _spec(server.url).model_dump(exclude={"llm"})  # nested, as before
                 response = client.post(
                     "/v1/jobs/adapt", json={"corpus_id": corpus_id, "params": params}
                 )
@@ -253,7 +255,7 @@ def test_the_cli_takes_a_spec_file_and_dotted_overrides(corpus: Path, tmp_path: 
     runner = CliRunner()
     with fake_openai(responder) as server:
         spec = tmp_path / "spec.json"
-        spec.write_text(_request(corpus, server.url).spec.model_dump_json())
+        spec.write_text(_spec(server.url).model_dump_json(exclude={"llm"}))
         common = ["adapt", "--data", str(corpus), "--output", str(tmp_path / "run")]
         common += ["--home", str(tmp_path / "home"), "--config", str(spec)]
         common += ["--llm-backend", "openai", "--llm-model", "scripted"]

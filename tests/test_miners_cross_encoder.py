@@ -194,9 +194,7 @@ def test_negatives_are_chosen_by_cross_encoder_score_below_the_positives(
     split = job.split
     assert run.rows and run.report.num_queries == NUM_QUERIES
     model = load_cross_encoder(str(trained_cross_encoder), "cpu", CE_MAX_LENGTH)
-    lists, hit = cross_encoder_candidates(
-        split, model, load_job_encoder(job), job.workspace, job, job.cache
-    )
+    lists, hit = cross_encoder_candidates(job, model, load_job_encoder(job))
     assert hit  # the run above stored them
     for mined in run.rows:
         assert not set(split.qrels[mined.query_id]) & set(mined.negative_ids)
@@ -267,9 +265,7 @@ def test_another_cross_encoder_never_reuses_cached_scores(
 ) -> None:
     job = ce_job(scifact_subset, trained_cross_encoder, mining_root)
     untrained = CrossEncoder(resolve_model(None), num_labels=1, max_length=CE_MAX_LENGTH)
-    _, hit = cross_encoder_candidates(
-        job.split, untrained, load_job_encoder(job), job.workspace, job, job.cache
-    )
+    _, hit = cross_encoder_candidates(job, untrained, load_job_encoder(job))
     assert not hit
 
 

@@ -1,8 +1,10 @@
 """The retrievers' parameters as spec sections (no numpy, faiss or torch): BM25's and the dense
-index's. ``hardneg.core.bm25`` and ``hardneg.core.dense`` build indexes from them."""
+index's. ``hardneg.core.bm25`` and ``hardneg.core.dense`` build indexes from them; a dense
+search takes its index with the rest of its settings as one :class:`DenseSearch`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -47,3 +49,15 @@ class DenseIndexConfig(Section):
     def structure(self) -> dict[str, object]:
         """The build-time knobs; search-time ones (nprobe, efSearch, GPU use) may vary freely."""
         return {"kind": self.kind, "nlist": self.nlist, "hnsw_m": self.hnsw_m}
+
+
+@dataclass(frozen=True)
+class DenseSearch:
+    """How a bi-encoder searches a corpus, besides the model: the FAISS index, the texts put
+    before every query and every document, and the encoding batch size. Miners, evaluators and
+    trainers take it whole (from a spec's fields) instead of one parameter each."""
+
+    index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
+    query_prompt: str = ""
+    corpus_prompt: str = ""
+    batch_size: int = 64

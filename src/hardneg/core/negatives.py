@@ -27,11 +27,19 @@ GENERATED_PREFIX = "gen:"
 
 
 @dataclass(frozen=True)
-class MinedQuery:
+class QueryPositives:
+    """A query with its judged positives (ids and texts), before any negative is found."""
+
     query_id: str
     query: str
     positive_ids: tuple[str, ...]
     positives: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MinedQuery(QueryPositives):
+    """A query, its positives and its mined negatives (and the scores a teacher gave them)."""
+
     negative_ids: tuple[str, ...]
     negatives: tuple[str, ...]
     positive_scores: tuple[float | None, ...] = ()

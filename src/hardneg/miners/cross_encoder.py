@@ -21,11 +21,9 @@ import numpy.typing as npt
 
 from hardneg.core.backends import BackendChoice, resolve_backend, to_backend
 from hardneg.core.beir import BeirSplit
-from hardneg.core.cache import Cache
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import DEFAULT_MODEL, model_fingerprint, pick_device
 from hardneg.core.progress import Progress, no_progress
-from hardneg.core.workspace import Workspace
 from hardneg.miners.bm25 import bm25_candidates, bm25_key
 from hardneg.miners.candidates import (
     SOURCE_BM25,
@@ -168,20 +166,19 @@ def rescore(
 
 
 def cross_encoder_candidates(
-    split: BeirSplit,
+    job: MiningJob,
     model: CrossEncoder,
     encoder: SentenceTransformer,
-    workspace: Workspace,
-    job: MiningJob,
-    cache: Cache | None = None,
     progress: Progress = no_progress,
 ) -> tuple[CandidateLists, bool]:
-    """Cached cross-encoder-scored pools; a hit runs neither retriever nor the cross-encoder."""
+    """Cached cross-encoder-scored pools of the job's split (the pool's bi-encoder is
+    ``encoder``); a hit runs neither retriever nor the cross-encoder."""
+    split, workspace, cache = job.split, job.workspace, job.cache
     first_depth = bucket_depth(job.spec.pool_depth + max_judged(split))
     embedding = EmbeddingKey.for_model(split.corpus, encoder, job.spec.corpus_prompt)
     upstream = {
         "bm25": bm25_key(split, job.spec.bm25, first_depth),
-        "dense": dense_key(split, embedding, job.spec.index, first_depth, job.spec.query_prompt),
+        "dense": dense_key(split, embedding, job.spec.dense_search, first_depth),
     }
     key = candidates_key(
         METHOD,
@@ -196,17 +193,9 @@ def cross_encoder_candidates(
 
     def compute() -> CandidateLists:
         lexical, _ = bm25_candidates(split, workspace, first_depth, job.spec.bm25, cache, progress)
+        search = job.spec.dense_search
         semantic, _ = dense_candidates(
-            split,
-            encoder,
-            workspace,
-            first_depth,
-            job.spec.index,
-            job.spec.query_prompt,
-            job.spec.corpus_prompt,
-            job.spec.batch_size,
-            cache,
-            progress,
+            split, encoder, workspace, first_depth, search, cache, progress
         )
         pools = union_pools(split, lexical, semantic, job.spec.pool_depth)
         return rescore(split, model, pools, lexical, job.spec.batch_size, progress)
@@ -240,9 +229,7 @@ def mine_cross_encoder(job: MiningJob, progress: Progress = no_progress) -> Mine
         job.encoder_backend,
         job.workspace.encoder_exports,
     )
-    lists, hit = cross_encoder_candidates(
-        job.split, model, encoder, job.workspace, job, job.cache, progress
-    )
+    lists, hit = cross_encoder_candidates(job, model, encoder, progress)
     filters = denoised(job.spec.filters, job.spec.denoise_margin)
     provenance: dict[str, object] = {
         "scorer": "cross-encoder",

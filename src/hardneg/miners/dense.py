@@ -23,9 +23,10 @@ import numpy.typing as npt
 
 from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.dense import DenseIndex
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import DEFAULT_MODEL, encode_texts, load_encoder, uses_cosine
+from hardneg.core.index_params import DenseSearch
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.sharded import EncodeOptions, Shards, encode_corpus_sharded, shared_cache
 from hardneg.core.workspace import Workspace
@@ -50,23 +51,18 @@ METHOD = "dense"
 # Texts per EmbeddingStore chunk: sentence-transformers sorts each encode call by length, so a
 # large chunk means less padding (one chunk holds all of a BEIR corpus of this size).
 ENCODE_CHUNK = 32768
+ENCODING_QUERIES = "dense: encoding queries"
 
 
-def dense_key(
-    split: BeirSplit,
-    embedding: EmbeddingKey,
-    config: DenseIndexConfig,
-    depth: int,
-    query_prompt: str,
-) -> str:
-    index = config.model_dump()
+def dense_key(split: BeirSplit, embedding: EmbeddingKey, search: DenseSearch, depth: int) -> str:
+    index = search.index.model_dump()
     index.pop("use_gpu")  # where the search runs does not change its results
     return candidates_key(
         METHOD,
         {
             "embedding": asdict(embedding),  # corpus + model fingerprints, length, prompt
             "queries": queries_fingerprint(split),
-            "query_prompt": query_prompt,
+            "query_prompt": search.query_prompt,
             "index": index,
             "faiss": faiss.__version__,
             "depth": depth,
@@ -94,21 +90,19 @@ def search_candidates(
     model: SentenceTransformer,
     workspace: Workspace,
     depth: int,
-    config: DenseIndexConfig,
-    query_prompt: str = "",
-    corpus_prompt: str = "",
-    batch_size: int = 64,
+    search: DenseSearch,
     progress: Progress = no_progress,
 ) -> CandidateLists:
     shards = Shards.current()
-    options = EncodeOptions(corpus_prompt, batch_size, ENCODE_CHUNK, progress)
+    options = EncodeOptions(search.corpus_prompt, search.batch_size, ENCODE_CHUNK, progress)
     corpus_vectors = encode_corpus_sharded(
         workspace.embeddings, model, split.corpus, options, shards
     )  # (n_docs, dim), memory-mapped
-    embedding = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
+    embedding = EmbeddingKey.for_model(split.corpus, model, search.corpus_prompt)
 
     def index_of() -> DenseIndex:
-        return workspace.dense_index(corpus_vectors, split.corpus.ids, embedding.stem, config)
+        ids, stem = split.corpus.ids, embedding.stem
+        return workspace.dense_index(corpus_vectors, ids, stem, search.index)
 
     # rank 0 builds (and saves, for IVF/HNSW) the index first; the others then load the same one
     index = index_of() if shards.is_main else None
@@ -116,16 +110,12 @@ def search_candidates(
     index = index or index_of()
     start, stop = shards.bounds(len(split.queries))
     query_ids = list(split.queries)[start:stop]  # this rank's share (all of them in one process)
-    progress(0, len(query_ids), "dense: encoding queries")
+    progress(0, len(query_ids), ENCODING_QUERIES)
+    texts = [split.queries[q] for q in query_ids]
     query_vectors = encode_texts(
-        model,
-        [split.queries[q] for q in query_ids],
-        batch_size,
-        query_prompt or None,
-        progress,
-        "dense: encoding queries",
+        model, texts, search.batch_size, search.query_prompt or None, progress, ENCODING_QUERIES
     )  # (n_queries, dim)
-    progress(len(query_ids), len(query_ids), "dense: encoding queries")
+    progress(len(query_ids), len(query_ids), ENCODING_QUERIES)
     results = index.search(query_vectors, query_ids, depth, progress=progress)
     positive_ids = tuple(positive_ids_of(split, q) for q in query_ids)
     scores = positive_scores(query_vectors, corpus_vectors, split, positive_ids)
@@ -143,31 +133,18 @@ def dense_candidates(
     model: SentenceTransformer,
     workspace: Workspace,
     depth: int,
-    config: DenseIndexConfig | None = None,
-    query_prompt: str = "",
-    corpus_prompt: str = "",
-    batch_size: int = 64,
+    search: DenseSearch | None = None,
     cache: Cache | None = None,
     progress: Progress = no_progress,
 ) -> tuple[CandidateLists, bool]:
     """Cached dense candidate lists: a hit encodes and searches nothing."""
-    config = config or DenseIndexConfig()
+    search = search or DenseSearch()
     depth = bucket_depth(depth)
-    embedding = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
-    key = dense_key(split, embedding, config, depth, query_prompt)
+    embedding = EmbeddingKey.for_model(split.corpus, model, search.corpus_prompt)
+    key = dense_key(split, embedding, search, depth)
 
     def compute() -> CandidateLists:
-        return search_candidates(
-            split,
-            model,
-            workspace,
-            depth,
-            config,
-            query_prompt,
-            corpus_prompt,
-            batch_size,
-            progress,
-        )
+        return search_candidates(split, model, workspace, depth, search, progress)
 
     return cached_candidates(shared_cache(cache, Shards.current()), key, compute)
 
@@ -181,18 +158,9 @@ def load_job_encoder(job: MiningJob) -> SentenceTransformer:
 
 def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     model = load_job_encoder(job)
-    lists, hit = dense_candidates(
-        job.split,
-        model,
-        job.workspace,
-        retrieval_depth(job.split, job.spec.filters),
-        job.spec.index,
-        job.spec.query_prompt,
-        job.spec.corpus_prompt,
-        job.spec.batch_size,
-        job.cache,
-        progress,
-    )
+    depth = retrieval_depth(job.split, job.spec.filters)
+    search, cache = job.spec.dense_search, job.cache
+    lists, hit = dense_candidates(job.split, model, job.workspace, depth, search, cache, progress)
     embedding = EmbeddingKey.for_model(job.split.corpus, model, job.spec.corpus_prompt)
     provenance = {
         "scorer": "cosine" if uses_cosine(model) else "dot",

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
-from hardneg.core.index_params import BM25Params, DenseIndexConfig
+from hardneg.core.index_params import BM25Params, DenseIndexConfig, DenseSearch
 from hardneg.core.spec import Section, Spec, server_owned
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.llm.backends import BackendConfig
@@ -101,3 +101,8 @@ class MineSpec(Spec):
         if self.processes > 1 and self.method != "dense":
             raise ValueError(f"processes > 1 shards dense mining only, not {self.method!r}")
         return self
+
+    @property
+    def dense_search(self) -> DenseSearch:
+        """The bi-encoder's search settings (dense mining, the cross-encoder's dense pool)."""
+        return DenseSearch(self.index, self.query_prompt, self.corpus_prompt, self.batch_size)

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
-from hardneg.core.index_params import BM25Params, DenseIndexConfig
+from hardneg.core.index_params import BM25Params, DenseIndexConfig, DenseSearch
 from hardneg.core.spec import Spec, server_owned
 from hardneg.miners.llm.backends import BackendConfig
 from hardneg.miners.spec import SPLIT_PATTERN
@@ -36,6 +36,10 @@ class EvaluateSpec(Spec):
     query_prompt: str = Field("", max_length=512, description="text put before every query")
     corpus_prompt: str = Field("", max_length=512, description="text put before every document")
     top_k: int = Field(10, ge=1, le=EVAL_DEPTH, description="hits per query kept in results")
+
+    @property
+    def dense_search(self) -> DenseSearch:
+        return DenseSearch(self.index, self.query_prompt, self.corpus_prompt)
 
 
 class GenerateSpec(Spec):

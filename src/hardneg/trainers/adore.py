@@ -25,10 +25,10 @@ from hardneg.core.dense import DenseIndex
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import (
-    already_finished,
     finish,
     load_trainable_encoder,
     require_negatives,
+    skips_finished,
     start,
 )
 from hardneg.trainers.config import TrainingConfig
@@ -133,13 +133,11 @@ def make_loss(
     return compute
 
 
+@skips_finished
 def train_adore(
     config: TrainingConfig, workspace: Workspace, progress: Progress = no_progress
 ) -> dict[str, Any]:
     """Train a query encoder against a frozen document index; returns the run summary."""
-    done = already_finished(config)
-    if done is not None:
-        return done
     ctx = start(config)
     negatives = require_negatives(config)
     doc_model, corpus, vectors, index = frozen_document_side(config, workspace, ctx, progress)

@@ -24,10 +24,10 @@ from hardneg.core.beir import Corpus
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import (
-    already_finished,
     finish,
     load_trainable_encoder,
     require_negatives,
+    skips_finished,
     start,
 )
 from hardneg.trainers.config import TrainingConfig
@@ -165,6 +165,7 @@ LossFactory = Callable[
 ]
 
 
+@skips_finished
 def train_bi_encoder(
     kind: str,
     config: TrainingConfig,
@@ -174,9 +175,6 @@ def train_bi_encoder(
 ) -> dict[str, Any]:
     """Train a shared bi-encoder with ``kind``'s loss (or the one ``loss`` builds, e.g.
     MarginMSE's); returns the run summary."""
-    done = already_finished(config)
-    if done is not None:
-        return done
     ctx = start(config)
     examples = load_examples(require_negatives(config), config.data.negative_depth)
     schedule = BatchSchedule.for_run(examples, config, ctx.world_size)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
 import torch
@@ -44,6 +46,22 @@ def already_finished(config: TrainingConfig) -> dict[str, Any] | None:
     if info is not None:
         logger.info("%s already holds a finished run; nothing to do", config.train.output_dir)
     return info
+
+
+P = ParamSpec("P")
+
+
+def skips_finished(train: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:
+    """A trainer (taking its :class:`TrainingConfig` among its arguments) that returns the
+    summary of the finished run already in its output folder instead of training again."""
+
+    @functools.wraps(train)
+    def run(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        config = next(a for a in (*args, *kwargs.values()) if isinstance(a, TrainingConfig))
+        done = already_finished(config)
+        return done if done is not None else train(*args, **kwargs)
+
+    return run
 
 
 def require_negatives(config: TrainingConfig) -> Path:

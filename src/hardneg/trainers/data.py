@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 import torch
 
 from hardneg.core.beir import DataError
-from hardneg.core.negatives import read_mined
+from hardneg.core.negatives import MinedQuery, read_mined
 from hardneg.trainers.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -26,14 +26,7 @@ logger = logging.getLogger(__name__)
 PAD_ID = ""  # id and text of a padding negative slot (masked out of every loss)
 
 
-@dataclass(frozen=True)
-class TrainExample:
-    query_id: str
-    query: str
-    positive_ids: tuple[str, ...]
-    positives: tuple[str, ...]
-    negative_ids: tuple[str, ...]
-    negatives: tuple[str, ...]
+TrainExample = MinedQuery  # a mined row with a positive, its negatives cut to the trainer's depth
 
 
 def load_examples(path: Path, negative_depth: int = 0) -> list[TrainExample]:
@@ -46,13 +39,11 @@ def load_examples(path: Path, negative_depth: int = 0) -> list[TrainExample]:
             continue
         depth = negative_depth or len(row.negative_ids)
         examples.append(
-            TrainExample(
-                row.query_id,
-                row.query,
-                row.positive_ids,
-                row.positives,
-                row.negative_ids[:depth],
-                row.negatives[:depth],
+            replace(
+                row,
+                negative_ids=row.negative_ids[:depth],
+                negatives=row.negatives[:depth],
+                negative_scores=row.negative_scores[:depth],
             )
         )
     if skipped:

@@ -16,6 +16,7 @@ from hardneg.core.bm25 import BM25Index, BM25Params
 from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import encode_texts
+from hardneg.core.index_params import DenseSearch
 from hardneg.core.metrics import METRIC_NAMES, Evaluation, evaluate
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.results import SearchResults
@@ -73,9 +74,7 @@ def dense_search(
     model: SentenceTransformer,
     workspace: Workspace,
     k: int,
-    index_config: DenseIndexConfig | None = None,
-    query_prompt: str = "",
-    corpus_prompt: str = "",
+    search: DenseSearch | None = None,
     progress: Progress = no_progress,
     query_model: SentenceTransformer | None = None,
 ) -> tuple[SearchResults, dict[str, float]]:
@@ -84,22 +83,23 @@ def dense_search(
     ``model`` encodes the corpus; ``query_model`` (default ``model``) encodes the queries, for
     dual encoders such as ADORE's (trained query encoder, frozen document encoder).
     """
-    config = index_config or DenseIndexConfig()
+    search = search or DenseSearch()
     started = time.perf_counter()
     vectors = workspace.embeddings.encode_corpus(
-        model, split.corpus, corpus_prompt, progress=progress
+        model, split.corpus, search.corpus_prompt, search.batch_size, progress=progress
     )
     encoded = time.perf_counter()
-    key = EmbeddingKey.for_model(split.corpus, model, corpus_prompt)
-    index = workspace.dense_index(vectors, split.corpus.ids, key.stem, config)
+    key = EmbeddingKey.for_model(split.corpus, model, search.corpus_prompt)
+    index = workspace.dense_index(vectors, split.corpus.ids, key.stem, search.index)
     indexed = time.perf_counter()
     query_ids = list(split.queries)
     query_vectors = encode_texts(
         query_model if query_model is not None else model,
         [split.queries[q] for q in query_ids],
-        prompt=query_prompt or None,
-        progress=progress,
-        stage="encoding queries",
+        search.batch_size,
+        search.query_prompt or None,
+        progress,
+        "encoding queries",
     )
     results = index.search(query_vectors, query_ids, k, progress=progress)
     searched = time.perf_counter()
@@ -115,24 +115,13 @@ def evaluate_dense(
     split: BeirSplit,
     model: SentenceTransformer,
     workspace: Workspace,
-    index_config: DenseIndexConfig | None = None,
-    query_prompt: str = "",
-    corpus_prompt: str = "",
+    search: DenseSearch | None = None,
     name: str = "dense",
     progress: Progress = no_progress,
     query_model: SentenceTransformer | None = None,
 ) -> RetrievalEvaluation:
-    results, seconds = dense_search(
-        split,
-        model,
-        workspace,
-        EVAL_DEPTH,
-        index_config,
-        query_prompt,
-        corpus_prompt,
-        progress,
-        query_model=query_model,
-    )
+    found = dense_search(split, model, workspace, EVAL_DEPTH, search, progress, query_model)
+    results, seconds = found
     evaluation = evaluate(split.qrels, results.to_run(), METRIC_NAMES)
     return RetrievalEvaluation(name, split.name, evaluation, results, seconds)
 
@@ -198,8 +187,7 @@ class DenseEvaluator:
         self._splits = _SplitCache(folder, corpus)
         self.workspace = workspace
         self.doc_model, self.query_model = doc_model, query_model
-        self.index_config = index_config
-        self.query_prompt, self.corpus_prompt = query_prompt, corpus_prompt
+        self.search = DenseSearch(index_config or DenseIndexConfig(), query_prompt, corpus_prompt)
         self.progress, self.seed = progress, seed
 
     def splits(self) -> set[str]:
@@ -216,9 +204,7 @@ class DenseEvaluator:
                 data,
                 self.doc_model,
                 self.workspace,
-                self.index_config,
-                self.query_prompt,
-                self.corpus_prompt,
+                self.search,
                 progress=self.progress,
                 query_model=query_model,
             )

@@ -23,7 +23,7 @@ from hardneg.core.beir import DataError
 from hardneg.core.encoders import resolve_model
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.trainers.common import already_finished, finish, require_negatives, start
+from hardneg.trainers.common import finish, require_negatives, skips_finished, start
 from hardneg.trainers.config import TrainingConfig
 from hardneg.trainers.data import PAD_ID, Batch, BatchSchedule, load_examples
 from hardneg.trainers.distributed import DistContext
@@ -128,13 +128,11 @@ def load_base_cross_encoder(config: TrainingConfig, ctx: DistContext) -> CrossEn
     return model
 
 
+@skips_finished
 def train_reranker(
     config: TrainingConfig, workspace: Workspace, progress: Progress = no_progress
 ) -> dict[str, Any]:
     """Train a cross-encoder; the CrossEncoder folder lands in ``config.train.output_dir``."""
-    done = already_finished(config)
-    if done is not None:
-        return done
     if config.data.negatives_per_query < 1:
         raise DataError("config", None, "'negatives_per_query' must be >= 1 for a reranker")
     ctx = start(config)

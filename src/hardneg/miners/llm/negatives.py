@@ -28,21 +28,20 @@ import numpy.typing as npt
 from hardneg.core.beir import BeirSplit
 from hardneg.core.cache import Cache
 from hardneg.core.encoders import encode_texts
-from hardneg.core.negatives import MinedQuery
+from hardneg.core.negatives import MinedQuery, QueryPositives
 from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.llm.client import LLMClient, LLMError, SamplingParams
 from hardneg.miners.llm.generation import GenerationJob, GenerationStats, generate_all
 from hardneg.miners.llm.parsing import (
     ANSWERS_QUERY,
-    DUPLICATE,
-    LLM_ERROR,
     NEAR_DUPLICATE_POSITIVE,
     DropReport,
+    Parsed,
     PassageLimits,
     clean_passage,
     generated_id,
-    normalize,
     token_jaccard,
+    usable_outputs,
 )
 from hardneg.miners.llm.prompts import NEGATIVE, PromptTemplate
 
@@ -85,14 +84,6 @@ def cross_encoder_scorer(model: CrossEncoder, batch_size: int = 32) -> Scorer:
         return np.asarray(scores, dtype=np.float32).reshape(len(pairs))  # (n,)
 
     return score
-
-
-@dataclass(frozen=True)
-class QueryPositives:
-    query_id: str
-    query: str
-    positive_ids: tuple[str, ...]
-    positives: tuple[str, ...]
 
 
 def split_positives(
@@ -176,29 +167,16 @@ def _parse(
     config: NegativeGenConfig,
     report: DropReport,
 ) -> list[_Draft]:
+    def clean(item: int, output: str) -> Parsed:
+        return clean_passage(output, items[item].query, config.limits)
+
     drafts: list[_Draft] = []
-    seen: set[tuple[int, str]] = set()
-    for index, output in enumerate(outputs):
-        item_index = index // config.per_query
-        item = items[item_index]
-        if isinstance(output, LLMError):
-            if not config.skip_failures:
-                raise output
-            report.drop(LLM_ERROR, str(output))
+    usable = usable_outputs(outputs, config.per_query, clean, config.skip_failures, report)
+    for item, text in usable:
+        if max(token_jaccard(text, p) for p in items[item].positives) > config.max_positive_jaccard:
+            report.drop(NEAR_DUPLICATE_POSITIVE, text)
             continue
-        parsed = clean_passage(output, item.query, config.limits)
-        if parsed.text is None:
-            report.drop(parsed.reason or "unknown", output)
-            continue
-        key = (item_index, normalize(parsed.text))
-        if key in seen:
-            report.drop(DUPLICATE, parsed.text)
-            continue
-        seen.add(key)
-        if max(token_jaccard(parsed.text, p) for p in item.positives) > config.max_positive_jaccard:
-            report.drop(NEAR_DUPLICATE_POSITIVE, parsed.text)
-            continue
-        drafts.append(_Draft(item_index, parsed.text))
+        drafts.append(_Draft(item, text))
     return drafts
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hardneg.core.negatives import GENERATED_PREFIX
+from hardneg.miners.llm.client import LLMError
 
 # drop reasons (stable strings: they appear in reports)
 LLM_ERROR = "llm_error"
@@ -169,6 +171,18 @@ def shares_run(text: str, source: str, length: int) -> bool:
     )
 
 
+def _unusable(text: str) -> str | None:
+    """Why a generated query or passage is dropped whatever it is about: a refusal, or text
+    that repeats itself."""
+    if _REFUSAL.match(text):
+        return REFUSAL
+    return REPETITIVE if is_repetitive(text) else None
+
+
+def _word_count(count: int, low: int, high: int) -> str | None:
+    return TOO_SHORT if count < low else TOO_LONG if count > high else None
+
+
 def clean_query(raw: str, passage: str, limits: QueryLimits | None = None) -> Parsed:
     """The first usable line of ``raw`` as a query, or why there is none."""
     limits = limits or QueryLimits()
@@ -176,17 +190,13 @@ def clean_query(raw: str, passage: str, limits: QueryLimits | None = None) -> Pa
     if not lines:
         return Parsed(None, EMPTY)
     query = " ".join(lines[0].split())
-    if _REFUSAL.match(query):
-        return Parsed(None, REFUSAL)
-    if is_repetitive(query):
-        return Parsed(None, REPETITIVE)
-    if _META.search(query) and _topical_words(query, passage) < 2:
-        return Parsed(None, META)
+    reason = _unusable(query)
+    if reason is None and _META.search(query) and _topical_words(query, passage) < 2:
+        reason = META
     count = len(words(query))
-    if count < limits.min_words:
-        return Parsed(None, TOO_SHORT)
-    if count > limits.max_words:
-        return Parsed(None, TOO_LONG)
+    reason = reason or _word_count(count, limits.min_words, limits.max_words)
+    if reason is not None:
+        return Parsed(None, reason)
     if count >= limits.echo_min_words and normalize(query) in normalize(passage):
         return Parsed(None, ECHOES_SOURCE)
     if shares_run(query, passage, limits.echo_run_words):
@@ -217,21 +227,16 @@ def clean_passage(raw: str, query: str, limits: PassageLimits | None = None) -> 
     if not lines:
         return Parsed(None, EMPTY)
     passage = _trim_unfinished(" ".join(" ".join(lines).split()), limits.min_words)
-    if _REFUSAL.match(passage):
-        return Parsed(None, REFUSAL)
-    if is_repetitive(passage):
-        return Parsed(None, REPETITIVE)
-    normalized, query_words = normalize(passage), normalize(query)
-    if normalized == query_words or (
-        query_words in normalized and len(words(passage)) <= len(words(query)) + 3
-    ):
-        return Parsed(None, ECHOES_QUERY)
     count = len(words(passage))
-    if count < limits.min_words:
-        return Parsed(None, TOO_SHORT)
-    if count > limits.max_words:
-        return Parsed(None, TOO_LONG)
-    return Parsed(passage)
+    reason = _unusable(passage)
+    normalized, query_words = normalize(passage), normalize(query)
+    echoes = normalized == query_words or (
+        query_words in normalized and count <= len(words(query)) + 3
+    )
+    if reason is None and echoes:
+        reason = ECHOES_QUERY
+    reason = reason or _word_count(count, limits.min_words, limits.max_words)
+    return Parsed(passage) if reason is None else Parsed(None, reason)
 
 
 @dataclass
@@ -267,3 +272,34 @@ class DropReport:
             },
             "examples": self.examples,
         }
+
+
+def usable_outputs(
+    outputs: Sequence[str | LLMError],
+    per_source: int,
+    clean: Callable[[int, str], Parsed],
+    skip_failures: bool,
+    report: DropReport,
+) -> Iterator[tuple[int, str]]:
+    """``(source, text)`` of every usable generation, in order; output ``i`` was written for
+    source ``i // per_source`` and is cleaned by ``clean(source, output)``. A failed call is
+    raised (or, with ``skip_failures``, counted); unusable texts and a source's repeats are
+    counted in ``report`` with their reason and passed over."""
+    seen: set[tuple[int, str]] = set()
+    for index, output in enumerate(outputs):
+        source = index // per_source
+        if isinstance(output, LLMError):
+            if not skip_failures:
+                raise output
+            report.drop(LLM_ERROR, str(output))
+            continue
+        parsed = clean(source, output)
+        if parsed.text is None:
+            report.drop(parsed.reason or "unknown", output)
+            continue
+        key = (source, normalize(parsed.text))
+        if key in seen:
+            report.drop(DUPLICATE, parsed.text)
+            continue
+        seen.add(key)
+        yield source, parsed.text

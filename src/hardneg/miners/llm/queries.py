@@ -29,14 +29,13 @@ from hardneg.core.results import SearchResults
 from hardneg.miners.llm.client import LLMClient, LLMError, SamplingParams
 from hardneg.miners.llm.generation import GenerationJob, GenerationStats, generate_all
 from hardneg.miners.llm.parsing import (
-    DUPLICATE,
-    LLM_ERROR,
     ROUND_TRIP,
     DropReport,
+    Parsed,
     QueryLimits,
     clean_query,
     generated_id,
-    normalize,
+    usable_outputs,
 )
 from hardneg.miners.llm.prompts import DOC2QUERY, PromptTemplate
 
@@ -160,27 +159,12 @@ def _parse_outputs(
     config: QueryGenConfig,
     report: DropReport,
 ) -> list[Candidate]:
-    candidates: list[Candidate] = []
-    seen: set[tuple[str, str]] = set()
-    for index, output in enumerate(outputs):
-        position = positions[index // config.per_passage]
-        if isinstance(output, LLMError):
-            if not config.skip_failures:
-                raise output
-            report.drop(LLM_ERROR, str(output))
-            continue
-        _, passage = _passage_text(corpus, position, config.max_passage_chars)
-        parsed = clean_query(output, passage, config.limits)
-        if parsed.text is None:
-            report.drop(parsed.reason or "unknown", output)
-            continue
-        key = (corpus.ids[position], normalize(parsed.text))
-        if key in seen:
-            report.drop(DUPLICATE, parsed.text)
-            continue
-        seen.add(key)
-        candidates.append(Candidate(parsed.text, key[0]))
-    return candidates
+    def clean(source: int, output: str) -> Parsed:
+        _, passage = _passage_text(corpus, positions[source], config.max_passage_chars)
+        return clean_query(output, passage, config.limits)
+
+    usable = usable_outputs(outputs, config.per_passage, clean, config.skip_failures, report)
+    return [Candidate(text, corpus.ids[positions[source]]) for source, text in usable]
 
 
 def _merge(candidates: Sequence[Candidate], ranks: Sequence[int]) -> tuple[GeneratedQuery, ...]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardneg.service.api.asgi import HttpMiddleware
 from hardneg.service.api.routing import api_routes, matching, streams_own_body
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
@@ -29,9 +30,9 @@ def _too_large(limit: int) -> tuple[Message, Message]:
     return start, {"type": "http.response.body", "body": body}
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, routes: Any, limit: int = MAX_JSON_BODY_BYTES) -> None:
-        self.app = app
+        super().__init__(app)
         self.api = routes  # the FastAPI app, whose routes say which ones stream
         self.limit = limit
         self._routes: list[Any] | None = None
@@ -42,10 +43,7 @@ class BodyLimitMiddleware:
         route, _ = matching(self._routes, scope)
         return route is not None and streams_own_body(route)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         chunked = b"transfer-encoding" in headers

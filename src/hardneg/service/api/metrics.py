@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardneg.service.api.asgi import HttpMiddleware
 from hardneg.service.jobs.services import Services
 from hardneg.service.jobs.worker import alive_workers
 
@@ -64,17 +65,14 @@ def make_registry(services: Services) -> tuple[CollectorRegistry, Histogram]:
     return registry, latency
 
 
-class LatencyMiddleware:
+class LatencyMiddleware(HttpMiddleware):
     """Observes every HTTP request; the route label is the template (``/v1/jobs/{job_id}``)."""
 
     def __init__(self, app: ASGIApp, latency: Histogram) -> None:
-        self.app = app
+        super().__init__(app)
         self.latency = latency
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 

@@ -20,6 +20,8 @@ import anyio
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardneg.service.api.asgi import HttpMiddleware
+
 
 class BodyTimeoutError(HTTPException):
     def __init__(self, seconds: float, min_rate: int) -> None:
@@ -34,16 +36,13 @@ class BodyTimeoutError(HTTPException):
         )
 
 
-class BodyTimeoutMiddleware:
+class BodyTimeoutMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, seconds: float, min_rate: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.seconds = seconds
         self.min_rate = min_rate
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         received = 0
         done = False

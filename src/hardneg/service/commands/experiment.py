@@ -7,7 +7,6 @@ Rerunning the same command continues where a crashed or cancelled run stopped.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +26,6 @@ from hardneg.service.pipelines.experiment.request import ExperimentSpec
 if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
     from hardneg.service.settings import Settings
 
-logger = logging.getLogger(__name__)
 console = Console()
 
 
@@ -78,17 +76,14 @@ EXTRA = (
 )
 
 
+DOC = (
+    "Compare BM25, dense, cross-encoder and LLM-written negatives against a control arm without "
+    'hard negatives on one corpus: the comparison stage is STAR ("STAR, frozen documents" in the '
+    "quick profile: the query tower against frozen document embeddings), then ADORE as a second "
+    "stage that draws its own negatives; paired tests over seeds decide what is significant."
+)
+
+
 def register(app: typer.Typer) -> None:
-    command = spec_command(
-        ExperimentSpec,
-        FLAGS,
-        run,
-        EXTRA,
-        defaults=lambda settings: {"llm": settings.llm_config()},
-        doc="Compare BM25, dense, cross-encoder and LLM-written negatives against a control arm "
-        'without hard negatives on one corpus: the comparison stage is STAR ("STAR, frozen '
-        'documents" in the quick profile: the query tower against frozen document embeddings), '
-        "then ADORE as a second stage that draws its own negatives; paired tests over seeds "
-        "decide what is significant.",
-    )
+    command = spec_command(ExperimentSpec, FLAGS, run, EXTRA, DOC)
     app.command("experiment")(command)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hardneg.service.commands.spec_options import Flag, option, spec_command
+from hardneg.service.commands.spec_options import Flag, data_option, output_option, spec_command
 from hardneg.service.commands.tables import key_value_table
 from hardneg.service.specs import GenerateSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the pipeline (torch, faiss) loads when the command runs, not for --help
     from hardneg.service.pipelines.generate import GenerateQueriesResult
-    from hardneg.service.settings import (
-        Settings,  # the pipeline (torch, faiss) loads when the command runs, not for --help
-    )
+    from hardneg.service.settings import Settings
 
-logger = logging.getLogger(__name__)
 console = Console()
 
 
@@ -61,20 +56,10 @@ def run(spec: GenerateSpec, settings: Settings, given: dict[str, Any]) -> None:
     console.print(summary_table(result))
 
 
-EXTRA = (
-    option("data", Annotated[str, typer.Option(help="BEIR folder, or a BEIR dataset name")]),
-    option("output", Annotated[Path, typer.Option(help="output folder (a BEIR folder)")]),
-)
+EXTRA = (data_option(), output_option("output folder (a BEIR folder)"))
+DOC = "Write queries for a corpus's passages with an LLM; keep those that retrieve their passage."
 
 
 def register(app: typer.Typer) -> None:
-    command = spec_command(
-        GenerateSpec,
-        FLAGS,
-        run,
-        EXTRA,
-        defaults=lambda settings: {"llm": settings.llm_config()},
-        doc="Write queries for a corpus's passages with an LLM; keep those that retrieve their "
-        "passage.",
-    )
+    command = spec_command(GenerateSpec, FLAGS, run, EXTRA, DOC)
     app.command("generate-queries")(command)

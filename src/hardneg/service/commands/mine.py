@@ -3,8 +3,6 @@ are generated from :class:`hardneg.miners.spec.MineSpec`."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
@@ -12,16 +10,19 @@ from rich.console import Console
 from rich.table import Table
 
 from hardneg.miners.spec import MineSpec
-from hardneg.service.commands.spec_options import Flag, option, spec_command
+from hardneg.service.commands.spec_options import (
+    Flag,
+    data_option,
+    option,
+    output_option,
+    spec_command,
+)
 from hardneg.service.commands.tables import key_value_table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the pipeline (torch, faiss) loads when the command runs, not for --help
     from hardneg.service.pipelines.mine import MineResult
-    from hardneg.service.settings import (
-        Settings,  # the pipeline (torch, faiss) loads when the command runs, not for --help
-    )
+    from hardneg.service.settings import Settings
 
-logger = logging.getLogger(__name__)
 console = Console()
 
 
@@ -67,8 +68,8 @@ def run(spec: MineSpec, settings: Settings, given: dict[str, Any]) -> None:
 
 
 EXTRA = (
-    option("data", Annotated[str, typer.Option(help="BEIR folder, or a BEIR dataset name")]),
-    option("output", Annotated[Path, typer.Option(help="output folder (created or replaced)")]),
+    data_option(),
+    output_option("output folder (created or replaced)"),
     option(
         "denoise", Annotated[bool, typer.Option(help="cross-encoder: drop positive-like")], True
     ),
@@ -76,12 +77,5 @@ EXTRA = (
 
 
 def register(app: typer.Typer) -> None:
-    command = spec_command(
-        MineSpec,
-        FLAGS,
-        run,
-        EXTRA,
-        defaults=lambda settings: {"backend": settings.llm_config()},
-        doc="Mine hard negatives for a BEIR split and write them (plus stats) to OUTPUT.",
-    )
-    app.command("mine")(command)
+    doc = "Mine hard negatives for a BEIR split and write them (plus stats) to OUTPUT."
+    app.command("mine")(spec_command(MineSpec, FLAGS, run, EXTRA, doc))

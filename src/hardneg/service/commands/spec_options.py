@@ -1,7 +1,7 @@
 """A command's options, generated from its operation's spec (:mod:`hardneg.core.spec`).
 
 Every command that runs an operation takes the same three kinds of input, applied in order:
-the spec's defaults (and the settings' environment defaults, such as the server's LLM), then
+the spec's defaults (and the settings' environment defaults: a spec's LLM is the settings'), then
 ``--config FILE`` (JSON or YAML, flat or nested), then ``--set key=value`` (any field, by flat
 or dotted name, repeatable), then the flags of the common fields, each generated from the
 field's type and description. Values reach pydantic as given: it converts and checks them.
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from hardneg.core.spec import Section, build_spec, flat_fields, parse_assignments, read_spec_file
+from hardneg.miners.llm.backends import BackendConfig
 from hardneg.service.commands.errors import reported
 
 if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
@@ -44,7 +45,6 @@ class Flag:
 
 Flags = Sequence[str | Flag]
 Run = Callable[[Any, "Settings", dict[str, Any]], None]
-Defaults = Callable[["Settings"], Mapping[str, object]]
 
 
 def _flag(entry: str | Flag) -> Flag:
@@ -90,13 +90,14 @@ def spec_command(
     flags: Flags,
     run: Run,
     extra: Sequence[inspect.Parameter] = (),
-    defaults: Defaults | None = None,
     doc: str = "",
 ) -> Callable[..., None]:
     """A typer command: ``extra`` parameters (``--data``, ``--output`` ...), ``--home``,
     ``--config``, ``--set`` and one flag per entry of ``flags``; it builds the spec and calls
-    ``run(spec, settings, extra values)``."""
+    ``run(spec, settings, extra values)``. A spec's LLM (a :class:`BackendConfig` field) starts
+    from the settings' (``HARDNEG_LLM_*``)."""
     fields = flat_fields(spec)
+    llms = [name for name, info in spec.model_fields.items() if info.annotation is BackendConfig]
     chosen = [_flag(entry) for entry in flags]
     unknown = [flag.field for flag in chosen if flag.field not in fields]
     if unknown:
@@ -132,8 +133,8 @@ def spec_command(
         settings = Settings(home=home) if home else Settings()
         given = {f.field: values.pop(f.parameter) for f in chosen}
         config, assignments = values.pop("config"), values.pop("set_")
-        layers = [
-            dict(defaults(settings)) if defaults else {},
+        layers: list[Mapping[str, object]] = [
+            {name: settings.llm_config() for name in llms},
             read_spec_file(config) if config is not None else {},
             parse_assignments(assignments or []),
             {name: value for name, value in given.items() if value is not None},
@@ -150,3 +151,13 @@ def spec_command(
 def option(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
     """An ``extra`` parameter of :func:`spec_command` (``Annotated[type, typer.Option(...)]``)."""
     return _parameter(name, annotation, default)
+
+
+def data_option(help: str = "BEIR folder, or a BEIR dataset name") -> inspect.Parameter:
+    """``--data``: the dataset a command reads (required)."""
+    return option("data", Annotated[str, typer.Option(help=help)])
+
+
+def output_option(help: str) -> inspect.Parameter:
+    """``--output``: the folder a command writes (required)."""
+    return option("output", Annotated[Path, typer.Option(help=help)])

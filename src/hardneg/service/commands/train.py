@@ -7,7 +7,6 @@ Several processes: ``torchrun --nproc_per_node N -m hardneg.trainers.launch star
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,6 @@ from hardneg.trainers.config import TRAINER_KINDS, TrainerKind, TrainingConfig
 if TYPE_CHECKING:  # loads the workspace (faiss) when a command runs, not for --help
     from hardneg.service.settings import Settings
 
-logger = logging.getLogger(__name__)
 console = Console()
 
 _HELP = {

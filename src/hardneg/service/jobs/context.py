@@ -66,11 +66,25 @@ def check_model_refs(params: object, fields: tuple[str, ...], settings: Settings
                 raise ParamError(field_name, str(exc)) from None
 
 
-def resolve_model_refs(spec: M, fields: tuple[str, ...], settings: Settings) -> M:
-    """``spec`` with its model references (``job:<id>``, allowed paths, hub ids) resolved."""
+def resolve_model_refs(
+    spec: M, fields: tuple[str, ...], settings: Settings, default: str | None = None
+) -> M:
+    """``spec`` with its model references (``job:<id>``, allowed paths, hub ids) resolved; the
+    field ``default`` names, when unset, is the settings' model first."""
+    if default is not None and getattr(spec, default) is None:
+        spec = spec.model_copy(update={default: settings.model})
     refs = {name: getattr(spec, name) for name in fields}
     update = {name: resolve_model_ref(ref, settings) for name, ref in refs.items() if ref}
     return spec.model_copy(update=update)
+
+
+def run_folder(context: JobContext, name: str) -> Path:
+    """The folder of a run that records its stages (``stages/``) inside the job's folder: a
+    retried attempt continues from them, and says so in the job's events."""
+    folder = context.output_dir / name
+    if (folder / "stages").is_dir():
+        context.event(f"attempt {context.attempt} continues from the recorded stages")
+    return folder
 
 
 def require_corpus(context: JobContext) -> CorpusRecord:

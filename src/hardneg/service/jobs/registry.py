@@ -20,10 +20,10 @@ from pydantic import BaseModel
 from hardneg.core.spec import refused_fields
 from hardneg.miners.spec import MineSpec
 from hardneg.service.jobs.context import JobContext, JobOutcome, ParamError, check_model_refs
-from hardneg.service.jobs.kinds import evaluate, experiment, generate, mine, train
-from hardneg.service.jobs.kinds.adapt import AdaptParams
+from hardneg.service.jobs.kinds import adapt, evaluate, experiment, generate, mine, train
 from hardneg.service.jobs.kinds.corpus import RegisterCorpusSpec
 from hardneg.service.jobs.kinds.train import TrainJobSpec
+from hardneg.service.pipelines.adapt.spec import AdaptSpec
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.settings import Settings
 from hardneg.service.specs import EvaluateSpec, GenerateSpec
@@ -122,7 +122,8 @@ KINDS: dict[str, JobKind] = {
         ),
         JobKind(
             name="adapt",
-            params=AdaptParams,
+            params=AdaptSpec,
+            model_refs=adapt.MODEL_FIELDS,
             run="hardneg.service.jobs.kinds.adapt:run",
             description="A corpus without training queries -> a retriever adapted to it: the "
             "server's LLM writes queries for passages spread over the corpus (round-trip and "

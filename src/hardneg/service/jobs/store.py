@@ -17,34 +17,42 @@ import redis
 from hardneg.service.jobs.keys import Keys
 from hardneg.service.jobs.records import JOB_STATES, JobRecord, JobState
 
-# KEYS: job, lease, cancel. ARGV: attempt, done, total, stage, now, lease ms.
-# Writes progress and renews the lease only while the record is running this attempt.
-_PROGRESS = """
+# Every write of a running job starts here: nothing happens unless the record is running this
+# attempt (KEYS[1] the job, ARGV[1] the attempt).
+_FENCE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+"""
+# A renewal of the lease (KEYS[2]) for the ARGV[{lease_ms}] milliseconds that then says whether a
+# cancel (KEYS[3]) was requested.
+_LEASE = """
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[{lease_ms}])
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+return 1
+"""
+
+# KEYS: job, lease, cancel. ARGV: attempt, done, total, stage, now, lease ms.
+# Writes progress and renews the lease.
+_PROGRESS = (
+    _FENCE
+    + """
 redis.call('HSET', KEYS[1], 'done', ARGV[2], 'total', ARGV[3], 'stage', ARGV[4],
            'updated_at', ARGV[5])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[6])
-if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
-return 1
 """
+    + _LEASE.format(lease_ms=6)
+)
 
 # KEYS: job, lease, cancel. ARGV: attempt, lease ms.
-_RENEW = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
-return 1
-"""
+_RENEW = _FENCE + _LEASE.format(lease_ms=2)
 
 # KEYS: job. ARGV: attempt, stats JSON, now.
-_STATS = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+_STATS = (
+    _FENCE
+    + """
 redis.call('HSET', KEYS[1], 'stats', ARGV[2], 'updated_at', ARGV[3])
 return 1
 """
+)
 
 # KEYS: lease. ARGV: attempt. Delete the lease only if it belongs to this attempt.
 _RELEASE = """

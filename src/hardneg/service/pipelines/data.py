@@ -1,11 +1,15 @@
-"""Turn a user's ``--data`` argument (a folder or a BEIR dataset name) into a loaded split."""
+"""Turn a user's ``--data`` argument (a folder or a BEIR dataset name) into a loaded split;
+claim the output folder a pipeline writes."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import BeirSplit, load_split
 from hardneg.core.download import DEFAULT_TIMEOUT, download_beir, validate_dataset_name
 from hardneg.core.progress import Progress, no_progress
@@ -73,3 +77,24 @@ def refuse_foreign_output(output: Path, marker: str) -> None:
             f"output folder {output} is not empty and holds no {marker}; "
             "choose a new or empty folder"
         )
+
+
+def claim_output(output: Path, record: str, request: Mapping[str, Any], what: str) -> None:
+    """Create ``output`` for a run that records its stages, writing ``request`` (JSON) to its
+    ``record`` file; accept a folder that holds the same request (the run continues), refuse
+    one with another request or anything else (``what`` names the run in the message)."""
+    wanted = json.loads(json.dumps(request, default=str))
+    path = output / record
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found != wanted:
+            changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+            raise FileExistsError(
+                f"{output} holds {what} with other settings ({', '.join(changed)}); rerun with "
+                "the same ones to continue it, or choose another output folder"
+            )
+        return
+    if output.is_dir() and any(output.iterdir()):
+        raise FileExistsError(f"{output} is not empty and holds no {what}; choose a new folder")
+    output.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(wanted, indent=2))

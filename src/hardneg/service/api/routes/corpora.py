@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +39,7 @@ from hardneg.service.jobs.submit import (
 )
 
 router = APIRouter(prefix="/v1/corpora", tags=["corpora"], responses=responses(401, 503))
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _raw_body(*media_types: str) -> dict[str, Any]:
@@ -326,12 +327,14 @@ async def _store_file(
     return _view(services, record)
 
 
-@router.put(
-    "/{corpus_id}/queries",
-    response_model=CorpusView,
-    responses=responses(404, 409, 413, 422),
-    openapi_extra=JSONL_BODY,
-)
+def _file_upload(path: str, body: dict[str, Any]) -> Callable[[F], F]:
+    """The route of a PUT that replaces one file of a corpus (raw body, described by ``body``)."""
+    return router.put(
+        path, response_model=CorpusView, responses=responses(404, 409, 413, 422), openapi_extra=body
+    )
+
+
+@_file_upload("/{corpus_id}/queries", JSONL_BODY)
 async def upload_queries(
     corpus_id: str, request: Request, services: ServicesDep, _: PrincipalDep
 ) -> CorpusView:
@@ -343,12 +346,7 @@ async def upload_queries(
     return await _store_file(request, services, corpus_id, "queries.jsonl", store)
 
 
-@router.put(
-    "/{corpus_id}/qrels/{split}",
-    response_model=CorpusView,
-    responses=responses(404, 409, 413, 422),
-    openapi_extra=TSV_BODY,
-)
+@_file_upload("/{corpus_id}/qrels/{split}", TSV_BODY)
 async def upload_qrels(
     corpus_id: str,
     split: Literal["train", "dev", "test"],

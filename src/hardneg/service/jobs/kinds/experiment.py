@@ -7,7 +7,13 @@ lands in the job's stats. The LLM is the server's (its settings), never one name
 
 from __future__ import annotations
 
-from hardneg.service.jobs.context import JobContext, JobOutcome, require_corpus, resolve_model_refs
+from hardneg.service.jobs.context import (
+    JobContext,
+    JobOutcome,
+    require_corpus,
+    resolve_model_refs,
+    run_folder,
+)
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
 
 RUN_FOLDER = "experiment"
@@ -20,12 +26,9 @@ def run(spec: ExperimentSpec, context: JobContext) -> JobOutcome:
 
     corpus = require_corpus(context)
     settings = context.settings
-    spec = spec.model_copy(update={"model": spec.model or settings.model})
-    spec = resolve_model_refs(spec, MODEL_FIELDS, settings)
+    spec = resolve_model_refs(spec, MODEL_FIELDS, settings, default="model")
     spec = spec.model_copy(update={"data": str(corpus.path), "llm": settings.llm_config()})
-    folder = context.output_dir / RUN_FOLDER
-    if (folder / "stages").is_dir():
-        context.event(f"attempt {context.attempt} continues from the recorded stages")
+    folder = run_folder(context, RUN_FOLDER)
     result = run_experiment(spec, settings, folder, context.progress, context.cache)
     report = result.report
     keys = ("dataset", "profile", "queries", "stages", "budget", "baselines", "methods")

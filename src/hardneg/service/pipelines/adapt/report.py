@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hardneg.service.pipelines.adapt.spec import AdaptSpec
+from hardneg.service.pipelines.adapt.stages import GeneratedQueries, MinedNegatives, TeacherScores
+from hardneg.service.pipelines.experiment.stages import Trained
 
 METRIC = "ndcg@10"
 
@@ -66,63 +71,69 @@ def decide(
     }
 
 
-def trims(queries: Mapping[str, Any], train: Mapping[str, Any], teacher: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class AdaptStages:
+    """Every recorded stage of one adapt run."""
+
+    queries: GeneratedQueries
+    negatives: MinedNegatives
+    teacher: TeacherScores
+    train: Trained
+
+
+def trims(stages: AdaptStages) -> str:
     """What this run did with its budget, in words, from its own counts."""
-    report = queries["report"]
-    total, kept = int(report["total"]), int(report["kept"])
-    summary = train["summary"]
+    queries, total, kept = stages.queries, stages.queries.total, stages.queries.kept
     return (
-        f"{queries['passages']} passages spread over the corpus, {total} generations, "
-        f"{kept} kept ({kept / max(total, 1):.0%}) as {queries['queries']} queries: "
-        f"{queries['train_queries']} train on {queries['train_passages']} passages, "
-        f"{queries['val_queries']} validate on {queries['val_passages']} others; "
-        f"teacher {teacher['teacher']['scorer']} on {teacher['rows']} training queries; "
-        f"MarginMSE for {summary.get('steps')} steps"
+        f"{queries.passages} passages spread over the corpus, {total} generations, "
+        f"{kept} kept ({kept / max(total, 1):.0%}) as {queries.queries} queries: "
+        f"{queries.train_queries} train on {queries.train_passages} passages, "
+        f"{queries.val_queries} validate on {queries.val_passages} others; "
+        f"teacher {stages.teacher.teacher['scorer']} on {stages.teacher.rows} training queries; "
+        f"MarginMSE for {stages.train.summary.get('steps')} steps"
     )
 
 
 def build_report(
-    request: Mapping[str, Any],
+    spec: AdaptSpec,
+    data: str,
     base_model: str,
-    stages: Mapping[str, Mapping[str, Any]],
-    min_gain: float,
+    stages: AdaptStages,
     stage_seconds: Mapping[str, float],
     wall_seconds: float,
 ) -> dict[str, Any]:
-    queries, train, teacher = stages["queries"], stages["train"], stages["teacher"]
-    summary = train["summary"]
-    report = queries["report"]
-    total, kept = int(report["total"]), int(report["kept"])
-    mined = stages["negatives"]["stats"]
+    queries, summary = stages.queries, stages.train.summary
+    total, kept = queries.total, queries.kept
+    mined = stages.negatives.stats
     return {
-        "request": dict(request),
+        "request": spec.describe(data),
         "base_model": base_model,
-        **decide(summary, train["output"], base_model, min_gain),
+        **decide(summary, stages.train.output, base_model, spec.train.min_gain),
         "queries": {
-            "passages": queries["passages"],
+            "passages": queries.passages,
             "generated": total,
             "kept": kept,
             "kept_share": round(kept / max(total, 1), 4),
-            "queries": queries["queries"],
-            "train_queries": queries["train_queries"],
-            "val_queries": queries["val_queries"],
-            "dropped": report["dropped"],
-            "dropped_fraction": report["dropped_fraction"],
-            "examples": report["examples"],
-            "prompt": queries["prompt"],
-            "generation": queries["generation"],
+            "queries": queries.queries,
+            "train_queries": queries.train_queries,
+            "val_queries": queries.val_queries,
+            "dropped": queries.report["dropped"],
+            "dropped_fraction": queries.report["dropped_fraction"],
+            "examples": queries.report["examples"],
+            "prompt": queries.prompt,
+            "generation": queries.generation,
         },
         "negatives": {key: mined.get(key) for key in ("queries", "negatives", "skipped")}
-        | {"method": request["spec"]["train"]["negatives_method"]},
-        "teacher": teacher["teacher"],
+        | {"method": spec.train.negatives_method},
+        "teacher": stages.teacher.teacher,
         "training": {
             "trainer": summary.get("trainer"),
             "steps": summary.get("steps"),
             "best_step": summary.get("best_step"),
-            "validation_curve": validation_curve(Path(train["output"])),
+            "validation_curve": validation_curve(Path(stages.train.output)),
             "seconds": summary.get("seconds"),
         },
-        "trims": trims(queries, train, teacher),
+        "trims": trims(stages),
         "stage_seconds": dict(stage_seconds),
         "wall_seconds": round(wall_seconds, 1),
     }

@@ -22,8 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +38,19 @@ from hardneg.core.workspace import Workspace
 from hardneg.miners.cross_encoder import load_cross_encoder
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
-from hardneg.miners.llm.backends import BackendConfig, open_client
+from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
 from hardneg.miners.llm.queries import TextRetriever, bm25_retriever, dense_retriever
 from hardneg.miners.llm.training_queries import TrainingQueryConfig, training_queries
 from hardneg.miners.pair_scores import CrossEncoderScorer, HybridScorer, PairScorer
 from hardneg.miners.pair_scores import score_mined_file as score_file
 from hardneg.miners.spec import MineSpec
-from hardneg.service.pipelines.adapt.data import (
-    VAL_SPLIT,
-    split_by_passage,
-    write_adapt_data,
-)
-from hardneg.service.pipelines.adapt.report import build_report
+from hardneg.service.pipelines.adapt.data import VAL_SPLIT, split_by_passage, write_adapt_data
+from hardneg.service.pipelines.adapt.report import AdaptStages, build_report
 from hardneg.service.pipelines.adapt.spec import AdaptSpec
-from hardneg.service.pipelines.data import resolve_dataset
-from hardneg.service.pipelines.experiment.stages import StageRecord, Stages
+from hardneg.service.pipelines.adapt.stages import GeneratedQueries, MinedNegatives, TeacherScores
+from hardneg.service.pipelines.data import claim_output, find_dataset
+from hardneg.service.pipelines.experiment.stages import Stages, Trained
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
 from hardneg.trainers.config import config_from_mapping
@@ -64,24 +60,6 @@ logger = logging.getLogger(__name__)
 
 REQUEST_FILE = "adapt-request.json"
 REPORT_FILE = "report.json"
-Stage = dict[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Recorded(StageRecord):
-    """One adapt stage's result as recorded under ``stages/`` (the report reads it as JSON)."""
-
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AdaptRequest:
-    data: str  # a BEIR folder (only its corpus is read) or a BEIR dataset name
-    spec: AdaptSpec = field(default_factory=AdaptSpec)
-    llm: BackendConfig = field(default_factory=BackendConfig)
-
-    def describe(self) -> dict[str, Any]:
-        return {"data": self.data, "spec": self.spec.model_dump(), "llm": self.llm.describe()}
 
 
 @dataclass(frozen=True)
@@ -120,17 +98,18 @@ class Adaptation:
 
     def __init__(
         self,
-        request: AdaptRequest,
+        spec: AdaptSpec,
+        data: str,
         settings: Settings,
         output: Path,
         progress: Progress,
         cache: Cache | None,
     ) -> None:
-        self.request, self.spec, self.settings = request, request.spec, settings
-        self.output, self.progress = output, progress
+        self.spec, self.data, self.settings, self.output = spec, data, settings, output
+        self.progress = progress
         self.workspace = Workspace(settings.home)
         self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
-        self.model = self.spec.model or settings.model
+        self.model = spec.model or settings.model
         self.stages = Stages(output / "stages", progress)
         self._scorer: PairScorer | None = None
         self._bm25: BM25Index | None = None
@@ -168,8 +147,9 @@ class Adaptation:
         )
 
     # --- stages ----------------------------------------------------------------------------
-    def queries(self, source: Path, corpus: Corpus) -> Stage:
-        with open_client(self.request.llm) as client:
+    def queries(self, source: Path, corpus: Corpus) -> GeneratedQueries:
+        llm = self.spec.llm
+        with open_client(llm) as client:
             result = training_queries(
                 client,
                 corpus,
@@ -188,21 +168,21 @@ class Adaptation:
                 "validate; raise queries.passages or loosen the filters"
             )
         folder = write_adapt_data(self.output / "data", source, split)
-        return {
-            "folder": str(folder),
-            "passages": result.passages,
-            "report": result.report.to_json(),
-            "generation": result.stats.to_json(),
-            "prompt": result.prompt,
-            "llm": self.request.llm.describe() | {"fingerprint": fingerprint},
-            "queries": len(result.queries),
-            "train_queries": len(split.train),
-            "val_queries": len(split.val),
-            "train_passages": split.train_passages,
-            "val_passages": split.val_passages,
-        }
+        return GeneratedQueries(
+            folder=str(folder),
+            passages=result.passages,
+            report=result.report.to_json(),
+            generation=result.stats.to_json(),
+            prompt=result.prompt,
+            llm=llm.describe() | {"fingerprint": fingerprint},
+            queries=len(result.queries),
+            train_queries=len(split.train),
+            val_queries=len(split.val),
+            train_passages=split.train_passages,
+            val_passages=split.val_passages,
+        )
 
-    def negatives(self, data: Path) -> Stage:
+    def negatives(self, data: Path) -> MinedNegatives:
         options = self.spec.train
         spec = MineSpec(
             split="train",
@@ -215,22 +195,20 @@ class Adaptation:
         )
         output = self.output / "mined"
         result = run_mining(spec, str(data), self.settings, output, self.progress)
-        return {"mined": str(result.files["mined"]), "stats": dict(result.stats)}
+        return MinedNegatives(mined=str(result.files["mined"]), stats=dict(result.stats))
 
-    def teacher(self, mined: Path, corpus: Corpus) -> Stage:
+    def teacher(self, mined: Path, corpus: Corpus) -> TeacherScores:
         exports = score_file(mined, self.scorer(corpus), self.output / "scored", self.progress)
         rows = sum(1 for _ in exports.mined.open())
-        return {
-            "scored": str(exports.mined),
-            "rows": rows,
-            "teacher": self.scorer(corpus).describe(),
-        }
+        return TeacherScores(
+            scored=str(exports.mined), rows=rows, teacher=self.scorer(corpus).describe()
+        )
 
-    def train(self, data: Path, scored: Path, rows: int) -> Stage:
+    def train(self, data: Path, teacher: TeacherScores) -> Trained:
         options = self.spec.train
         values: dict[str, object] = {
             "model": self.model,
-            "negatives": str(scored),
+            "negatives": teacher.scored,
             "output_dir": str(self.output / "model"),
             "data": str(data),
             "corpus": str(data),
@@ -241,7 +219,7 @@ class Adaptation:
             "save_steps": options.eval_steps,
             "max_steps": options.steps,
             "learning_rate": options.learning_rate,
-            "per_device_batch_size": min(options.batch_size, rows),
+            "per_device_batch_size": min(options.batch_size, teacher.rows),
             "negatives_per_query": options.negatives_per_step,
             "max_doc_length": options.max_doc_length,
             "freeze_documents": options.freeze_documents,
@@ -252,35 +230,23 @@ class Adaptation:
             values["device"] = self.settings.device
         config = config_from_mapping(values, "adapt spec")
         summary = trainer_for("margin-mse")(config, self.workspace, self.progress)
-        return {"output": str(config.train.output_dir), "summary": summary}
-
-    def stage(self, name: str, work: Callable[[], Stage]) -> Stage:
-        """Run (or reuse) one recorded stage; adapt's stages are read by the report as JSON."""
-        return self.stages.run(name, Recorded, lambda: Recorded(values=work())).values
+        return Trained(output=str(config.train.output_dir), summary=summary)
 
     def run(self) -> AdaptResult:
         started = time.perf_counter()
-        source = resolve_dataset(
-            self.request.data,
-            self.workspace,
-            self.settings.beir_base_url,
-            self.settings.data_dirs,
-            self.progress,
-            timeout=self.settings.download_timeout_seconds,
-        )
+        source = find_dataset(self.data, self.settings, self.progress)
         corpus = load_corpus(find_corpus_file(source))
-        queries = self.stage("queries", lambda: self.queries(source, corpus))
-        data = Path(queries["folder"])
-        mined = self.stage("negatives", lambda: self.negatives(data))
-        scored = self.stage("teacher", lambda: self.teacher(Path(mined["mined"]), corpus))
-        trained = self.stage(
-            "train", lambda: self.train(data, Path(scored["scored"]), int(scored["rows"]))
-        )
+        run = self.stages.run
+        queries = run("queries", GeneratedQueries, lambda: self.queries(source, corpus))
+        data = Path(queries.folder)
+        mined = run("negatives", MinedNegatives, lambda: self.negatives(data))
+        scored = run("teacher", TeacherScores, lambda: self.teacher(Path(mined.mined), corpus))
+        trained = run("train", Trained, lambda: self.train(data, scored))
         report = build_report(
-            self.request.describe(),
+            self.spec,
+            self.data,
             self.model,
-            {"queries": queries, "negatives": mined, "teacher": scored, "train": trained},
-            self.spec.train.min_gain,
+            AdaptStages(queries, mined, scored, trained),
             self.stages.seconds,
             time.perf_counter() - started,
         )
@@ -288,33 +254,18 @@ class Adaptation:
         return AdaptResult(self.output, report["model"], report["adapted"], report)
 
 
-def check_output(output: Path, request: AdaptRequest) -> None:
-    """Create ``output`` for this request, or accept it when it holds the same request."""
-    wanted = json.loads(json.dumps(request.describe(), default=str))
-    record = output / REQUEST_FILE
-    if record.is_file():
-        if json.loads(record.read_text()) != wanted:
-            raise FileExistsError(
-                f"{output} holds an adapt run with other settings; rerun with the same ones to "
-                "continue it, or choose another output folder"
-            )
-        return
-    if output.is_dir() and any(output.iterdir()):
-        raise FileExistsError(f"{output} is not empty and holds no adapt run; choose a new folder")
-    output.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(wanted, indent=2))
-
-
 def run_adapt(
-    request: AdaptRequest,
+    spec: AdaptSpec,
+    data: str,
     settings: Settings,
     output: Path,
     progress: Progress = no_progress,
     cache: Cache | None = None,
 ) -> AdaptResult:
-    """Run (or continue) an adapt run into ``output``; returns the model to use and the report.
+    """Run (or continue) an adapt run of the corpus ``data`` names (a BEIR folder, only its
+    corpus read, or a dataset name) into ``output``; returns the model to use and the report.
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
     """
-    check_output(output, request)
-    return Adaptation(request, settings, output, progress, cache).run()
+    claim_output(output, REQUEST_FILE, spec.describe(data), "an adapt run")
+    return Adaptation(spec, data, settings, output, progress, cache).run()

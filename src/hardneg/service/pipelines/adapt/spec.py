@@ -1,30 +1,27 @@
-"""The one typed request of ``adapt``: the API body of ``POST /v1/jobs/adapt`` and, through
-``--config FILE`` / ``--set key=value``, the options of ``hardneg adapt``. Torch-free.
+"""The one typed spec of ``adapt`` (:mod:`hardneg.core.spec`): the API body of
+``POST /v1/jobs/adapt`` and, generated from it, the options of ``hardneg adapt`` (flags for the
+common fields, ``--config FILE`` and ``--set key=value`` for any, dotted: ``queries.passages``).
+Torch-free.
 
-What the corpus is and which LLM writes the queries are not in it: the CLI takes them as
-arguments, the service uses the job's corpus and the server's LLM.
+Its two groups (``queries``, ``train``) are nested specs: addressed by dotted names and kept as
+one object each in the API's JSON. What the corpus is stays out of it (the CLI's ``--data``, the
+job's corpus); the LLM that writes the queries is the server's (``llm``, set from its settings).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, model_validator
 
-from hardneg.core.beir import DataError
+from hardneg.core.spec import Spec, server_owned
+from hardneg.miners.llm.backends import BackendConfig
 
 Prompt = Literal["zero-shot", "few-shot"]
 Teacher = Literal["hybrid", "cross-encoder"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class QueryOptions(_Strict):
+class QueryOptions(Spec):
     """Generated training queries: how many, from which passages, and what is kept."""
 
     passages: int = Field(200, ge=2, le=1_000_000, description="passages, spread over the corpus")
@@ -63,7 +60,7 @@ class QueryOptions(_Strict):
     max_passage_chars: int = Field(600, ge=100, le=20_000)
 
 
-class TrainOptions(_Strict):
+class TrainOptions(Spec):
     """MarginMSE training of the bi-encoder, validated on a slice of the generated queries."""
 
     num_negatives: int = Field(4, ge=1, le=64, description="negatives mined per query")
@@ -85,7 +82,7 @@ class TrainOptions(_Strict):
     )
 
 
-class AdaptSpec(_Strict):
+class AdaptSpec(Spec):
     """Corpus only → generated queries → mined negatives → teacher scores → MarginMSE."""
 
     model: str | None = Field(None, description="base bi-encoder (default: the configured one)")
@@ -100,47 +97,20 @@ class AdaptSpec(_Strict):
     queries: QueryOptions = Field(default_factory=QueryOptions)
     train: TrainOptions = Field(default_factory=TrainOptions)
 
-    def model_post_init(self, context: Any) -> None:
+    llm: BackendConfig = Field(
+        default_factory=BackendConfig,
+        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
         if self.teacher == "cross-encoder" and not self.cross_encoder:
             raise ValueError("teacher 'cross-encoder' needs cross_encoder (an id or a path)")
         if self.train.eval_steps > self.train.steps:
             raise ValueError("train.eval_steps must not exceed train.steps")
+        return self
 
-
-def set_path(tree: dict[str, Any], dotted: str, value: object) -> None:
-    """``tree`` with ``a.b=value`` set (creating the intermediate mappings)."""
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise DataError("--set", None, f"{dotted}: {part!r} is not a group of options")
-        node = child
-    node[leaf] = value
-
-
-def load_spec(
-    config_file: Path | None = None, overrides: Mapping[str, object] | None = None
-) -> AdaptSpec:
-    """The spec from a JSON file (if any), then dotted ``key=value`` overrides on top."""
-    tree: dict[str, Any] = {}
-    source = "command line"
-    if config_file is not None:
-        source = str(config_file)
-        try:
-            loaded = json.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(config_file, None, "file not found") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(config_file, exc.lineno, f"malformed JSON ({exc.msg})") from None
-        if not isinstance(loaded, dict):
-            raise DataError(config_file, None, "expected a mapping of option names to values")
-        tree = loaded
-    for key, value in (overrides or {}).items():
-        set_path(tree, key, value)
-    try:
-        return AdaptSpec.model_validate(tree)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "spec"
-        raise DataError(source, None, f"{where}: {error['msg']}") from None
+    def describe(self, data: str) -> dict[str, Any]:
+        """The run's request as recorded beside its stages: what the corpus is, the spec, and
+        the LLM's provenance (never its key)."""
+        return {"data": data, "spec": self.model_dump(exclude={"llm"}), "llm": self.llm.describe()}

@@ -30,7 +30,7 @@ from typing import Literal
 
 from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import DataError, find_corpus_file, load_qrels, load_queries
-from hardneg.miners.probe import hide_positives
+from hardneg.miners.probe import HiddenPositives, hide_positives
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,64 @@ def split_roles(
     return Roles(sorted(chosen), sorted(val_ids), sorted(rest[:held_out]))
 
 
+@dataclass(frozen=True)
+class _Training:
+    """The training queries' qrels and texts, and where they came from."""
+
+    qrels: dict[str, dict[str, int]]
+    texts: dict[str, str]
+    path: Path  # their qrels file (named in errors)
+    generated: bool  # written by the LLM
+
+
+def _training_queries(
+    source: Path,
+    source_queries: dict[str, str],
+    human: dict[str, dict[str, int]] | None,
+    queries: QuerySource,
+    generate: Callable[[], Path],
+) -> _Training:
+    """The source's train split (``human``), or generated queries when asked for or missing."""
+    if queries == "human" and human is not None:
+        return _Training(human, source_queries, source / "qrels" / "train.tsv", False)
+    if human is None:
+        logger.info("%s has no train split: generating training queries", source)
+    folder = generate()
+    texts = load_queries(folder / "queries.jsonl")
+    clash = sorted(set(texts) & set(source_queries))
+    if clash:
+        raise DataError(folder, None, f"generated query ids clash: {clash[:3]}")
+    path = folder / "qrels" / "train.tsv"
+    return _Training(load_qrels(path), texts, path, True)
+
+
+def _write_folder(
+    temp: Path,
+    source: Path,
+    rows: Mapping[str, str],
+    train: Mapping[str, Mapping[str, int]],
+    roles: Roles,
+    probe: HiddenPositives,
+) -> None:
+    """The folder's files: corpus and test qrels linked, the queries, one qrels file per role."""
+    (temp / "qrels").mkdir(parents=True)
+    corpus = find_corpus_file(source)
+    _link_or_copy(corpus, temp / corpus.name)
+    _link_or_copy(source / "qrels" / "test.tsv", temp / "qrels" / "test.tsv")
+    (temp / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in rows.items()),
+        encoding="utf-8",
+    )
+    for name, ids in asdict(roles).items():
+        if ids:
+            (temp / "qrels" / f"{name}.tsv").write_text(_qrels_text(train, ids), encoding="utf-8")
+    if probe.hidden:
+        (temp / "qrels" / "probe.tsv").write_text(
+            _qrels_text(probe.qrels, sorted(probe.qrels)), encoding="utf-8"
+        )
+    (temp / PROBE_FILE).write_text(json.dumps(probe.hidden, indent=2), encoding="utf-8")
+
+
 def prepare_data(
     source: Path,
     output: Path,
@@ -134,64 +192,35 @@ def prepare_data(
     source_queries = load_queries(source / "queries.jsonl")
     human_path = source / "qrels" / "train.tsv"
     human = load_qrels(human_path) if human_path.is_file() else None
-    generated = queries == "generated" or human is None
-    if generated:
-        if human is None:
-            logger.info("%s has no train split: generating training queries", source)
-        train_folder = generate()
-        train = load_qrels(train_folder / "qrels" / "train.tsv")
-        texts = load_queries(train_folder / "queries.jsonl")
-        clash = sorted(set(texts) & set(source_queries))
-        if clash:
-            raise DataError(train_folder, None, f"generated query ids clash: {clash[:3]}")
-    else:
-        train, texts = human or {}, source_queries
-    available = _positive_queries(train)
+    training = _training_queries(source, source_queries, human, queries, generate)
+    available = _positive_queries(training.qrels)
     roles = split_roles(
         available, counts["train_queries"], counts["val_queries"] or 0,
         counts["reranker_queries"] or 0, seed,
     )  # fmt: skip
     if not roles.train:
-        where = train_folder / "qrels" / "train.tsv" if generated else human_path
-        raise DataError(where, None, "no training query has a positive")
-    # the probe's queries are never ones a cross-encoder trained here has seen
-    if not generated:
-        probe = hide_positives(train, seed, roles.train)
-    elif human is not None:  # generated training queries: probe with the human ones
+        raise DataError(training.path, None, "no training query has a positive")
+    # the probe's queries are never ones a cross-encoder trained here has seen: generated
+    # training queries are probed with the human ones, if any
+    if training.generated and human is not None:
         probe = hide_positives(human, seed)
     else:
-        probe = hide_positives(train, seed, roles.train)
-    rows = source_queries | {q: texts[q] for q in [*roles.train, *roles.val, *roles.reranker]}
+        probe = hide_positives(training.qrels, seed, roles.train)
+    chosen = [*roles.train, *roles.val, *roles.reranker]
+    rows = source_queries | {q: training.texts[q] for q in chosen}
+    info: dict[str, object] = {
+        "source": str(source),
+        "queries": "generated" if training.generated else "human",
+        "train_queries": len(roles.train),
+        "val_queries": len(roles.val),
+        "reranker_queries": len(roles.reranker),
+        "probe_queries": len(probe.hidden),
+        "generated": training.generated,
+        "available_queries": len(available),
+        "seed": seed,
+    }
     with atomic_path(output) as temp:
-        (temp / "qrels").mkdir(parents=True)
-        corpus = find_corpus_file(source)
-        _link_or_copy(corpus, temp / corpus.name)
-        _link_or_copy(test_path, temp / "qrels" / "test.tsv")
-        (temp / "queries.jsonl").write_text(
-            "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in rows.items()),
-            encoding="utf-8",
-        )
-        for name, ids in asdict(roles).items():
-            if ids:
-                (temp / "qrels" / f"{name}.tsv").write_text(
-                    _qrels_text(train, ids), encoding="utf-8"
-                )
-        if probe.hidden:
-            (temp / "qrels" / "probe.tsv").write_text(
-                _qrels_text(probe.qrels, sorted(probe.qrels)), encoding="utf-8"
-            )
-        (temp / PROBE_FILE).write_text(json.dumps(probe.hidden, indent=2), encoding="utf-8")
-        info: dict[str, object] = {
-            "source": str(source),
-            "queries": "generated" if generated else "human",
-            "train_queries": len(roles.train),
-            "val_queries": len(roles.val),
-            "reranker_queries": len(roles.reranker),
-            "probe_queries": len(probe.hidden),
-            "generated": generated,
-            "available_queries": len(available),
-            "seed": seed,
-        }
+        _write_folder(temp, source, rows, training.qrels, roles, probe)
         (temp / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
     logger.info(
         "experiment data: %d budget, %d validation, %d reranker, %d probe queries%s",
@@ -199,7 +228,7 @@ def prepare_data(
         len(roles.val),
         len(roles.reranker),
         len(probe.hidden),
-        " (LLM-generated)" if generated else "",
+        " (LLM-generated)" if training.generated else "",
     )
     return ExperimentData.read(output)
 
