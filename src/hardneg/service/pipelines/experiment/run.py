@@ -36,7 +36,7 @@ from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned
 from hardneg.miners.spec import LLMNegatives, MineSpec
-from hardneg.service.pipelines.data import find_dataset
+from hardneg.service.pipelines.data import claim_output, find_dataset
 from hardneg.service.pipelines.experiment.arms import control_rows, write_arm_file
 from hardneg.service.pipelines.experiment.data import (
     ExperimentData,
@@ -62,7 +62,6 @@ from hardneg.service.pipelines.experiment.stages import (
     Scored,
     Stages,
     Trained,
-    check_output,
 )
 from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
 from hardneg.service.pipelines.generate import run_generate_queries
@@ -370,7 +369,7 @@ def run_experiment(
 
     ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
     """
-    check_output(output, REQUEST_FILE, describe(request))
+    claim_output(output, REQUEST_FILE, describe(request), "an experiment")
     return Experiment(request, settings, output, progress, cache).run()
 
 

@@ -137,23 +137,3 @@ class Stages:
         write_text_atomic(path, json.dumps(result.to_json(), indent=2, default=str))
         self.progress(1, 1, name)
         return result
-
-
-def check_output(output: Path, record_name: str, request: Mapping[str, Any]) -> None:
-    """Create ``output`` for ``request`` (what its recorded stages depend on, saved as
-    ``record_name``), or accept it when it holds the same request: a rerun continues it."""
-    record = output / record_name
-    wanted = json.loads(json.dumps(request, default=str))
-    if record.is_file():
-        found = json.loads(record.read_text())
-        if found != wanted:
-            changed = sorted(k for k in wanted if found.get(k) != wanted[k])
-            raise FileExistsError(
-                f"{output} holds a run with other settings ({', '.join(changed)}); "
-                "rerun with the same ones to continue it, or choose another --output"
-            )
-        return
-    if output.is_dir() and any(output.iterdir()):
-        raise FileExistsError(f"{output} is not empty and holds no run; choose a new folder")
-    output.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(wanted, indent=2))
