@@ -90,3 +90,12 @@ def test_the_control_on_top_is_never_named_best() -> None:
     assert verdict.top == "none" and verdict.best is None
     assert verdict.indistinguishable == ["none"]
     assert verdict.vs_best == {}
+
+
+def test_the_report_says_when_the_control_beats_every_source() -> None:
+    from hardneg.service.pipelines.experiment.report import verdict_sentence
+
+    beaten = {"best_method": None, "top_arm": "none", "indistinguishable": ["none"]}
+    assert verdict_sentence(beaten).startswith("No source helps: the control arm (none")
+    tied = {"best_method": None, "top_arm": "none", "indistinguishable": ["none", "llm"]}
+    assert "cannot be told apart from llm" in verdict_sentence(tied)

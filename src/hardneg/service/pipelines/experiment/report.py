@@ -30,7 +30,7 @@ from hardneg.service.pipelines.experiment.plots import (
     read_history,
     training_curves,
 )
-from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
+from hardneg.service.pipelines.experiment.profiles import CONTROL, LLM_PROMPTS
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.pipelines.experiment.stages import Distributions, Mined, Runs, Scored, Trained
 from hardneg.service.pipelines.experiment.trims import split_roles_text, trims
@@ -254,6 +254,12 @@ def verdict_sentence(report: Mapping[str, Any]) -> str:
             f"(Holm-corrected paired t-tests, α = 0.05, on {METRIC})."
         )
     tied = ", ".join(report["indistinguishable"])
+    if report["top_arm"] == CONTROL and report["indistinguishable"] == [CONTROL]:
+        return (
+            f"No source helps: the control arm ({CONTROL}, in-batch negatives only) is "
+            f"significantly better than every source (Holm-corrected paired t-tests, α = 0.05, "
+            f"on {METRIC})."
+        )
     return (
         f"No arm is significantly better than every other: the top arm "
         f"({report['top_arm']}) cannot be told apart from {tied.split(', ', 1)[-1] or 'none'} "
@@ -273,9 +279,13 @@ def markdown(report: Mapping[str, Any]) -> str:
     splits = "\n".join(f"- `{name}`: {text}" for name, text in report["splits"].items())
     probe = (
         "\n".join(
-            f"- {method}: {info.get('returned')} of {info['hidden_positives']} hidden positives "
-            f"came back as negatives (rate {info['rate']})"
-            + (f"; {info['note']}" if info.get("note") else "")
+            (
+                f"- {method}: {info.get('returned')} of {info['hidden_positives']} hidden "
+                f"positives came back as negatives (rate {info['rate']})"
+                + (f"; {info['note']}" if info.get("note") else "")
+                if info.get("returned") is not None or not info.get("note")
+                else f"- {method}: does not apply ({info['note']})"
+            )
             for method, info in report["false_negative_probe"].items()
         )
         or "- no source mined corpus documents"
@@ -329,7 +339,7 @@ came back as a negative:
 
 {cross_encoder}
 Wall time {report["wall_seconds"]:.0f} s for this invocation ({recorded:.0f} s of recorded
-stages).
+stages; training runs in parallel processes each count their own).
 
 ## What the `{report["profile"]}` profile trims
 
