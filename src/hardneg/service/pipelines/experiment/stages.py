@@ -1,7 +1,8 @@
 """The experiment's recorded stages: one small dataclass per kind of stage, written as JSON under
 ``stages/`` when the stage finishes and read back (checked by pydantic) when a rerun finds it.
 
-Every record carries ``stage_seconds``, the time the stage took when it ran.
+Every record carries ``stage_seconds``, the time the stage took when it ran. ``StagedRun`` is
+what a run that records stages (the experiment, an adapt run) sets up first.
 """
 
 from __future__ import annotations
