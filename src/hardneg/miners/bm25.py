@@ -22,13 +22,12 @@ from hardneg.miners.candidates import (
     CandidateLists,
     bucket_depth,
     cached_candidates,
-    candidates_key,
     positive_ids_of,
-    queries_fingerprint,
     retrieval_depth,
+    retrieval_key,
 )
 from hardneg.miners.job import MinedRun, MiningJob
-from hardneg.miners.selection import select_from_candidates
+from hardneg.miners.selection import select_retrieved
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +35,15 @@ METHOD = "bm25"
 
 
 def bm25_key(split: BeirSplit, params: BM25Params, depth: int) -> str:
-    return candidates_key(
+    return retrieval_key(
         METHOD,
+        split,
+        depth,
         {
             "corpus": split.corpus.fingerprint,
-            "queries": queries_fingerprint(split),
             "params": params.model_dump(),
             "bm25s": bm25s.__version__,  # its tokenizer
             "index": BM25_FORMAT,  # 2: our numpy index (top-k ties now go to the lower row)
-            "depth": depth,
         },
     )
 
@@ -104,7 +103,5 @@ def mine_bm25(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
     provenance = {
         "scorer": "bm25",
         "bm25": job.spec.bm25.model_dump(),
-        "candidate_depth": lists.depth,
-        "cache_hit": hit,
     }
-    return select_from_candidates(job.split, lists, job.spec.filters, METHOD, provenance, progress)
+    return select_retrieved(job, METHOD, lists, hit, provenance, progress)

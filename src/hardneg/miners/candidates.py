@@ -150,6 +150,14 @@ def candidates_key(method: str, parts: Mapping[str, object]) -> str:
     return cache_key(CACHE_NAMESPACE, {"format": FORMAT_VERSION, "method": method} | dict(parts))
 
 
+def retrieval_key(method: str, split: BeirSplit, depth: int, parts: Mapping[str, object]) -> str:
+    """The key of one retriever's top-``depth`` lists for ``split``'s queries; ``parts`` name
+    the retriever (its corpus, model and parameters)."""
+    return candidates_key(
+        method, {"queries": queries_fingerprint(split), "depth": depth} | dict(parts)
+    )
+
+
 def cached_candidates(
     cache: Cache | None, key: str, compute: Callable[[], CandidateLists]
 ) -> tuple[CandidateLists, bool]:

@@ -34,13 +34,12 @@ from hardneg.miners.candidates import (
     CandidateLists,
     bucket_depth,
     cached_candidates,
-    candidates_key,
     positive_ids_of,
-    queries_fingerprint,
     retrieval_depth,
+    retrieval_key,
 )
 from hardneg.miners.job import MinedRun, MiningJob
-from hardneg.miners.selection import select_from_candidates
+from hardneg.miners.selection import select_retrieved
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -57,15 +56,15 @@ ENCODING_QUERIES = "dense: encoding queries"
 def dense_key(split: BeirSplit, embedding: EmbeddingKey, search: DenseSearch, depth: int) -> str:
     index = search.index.model_dump()
     index.pop("use_gpu")  # where the search runs does not change its results
-    return candidates_key(
+    return retrieval_key(
         METHOD,
+        split,
+        depth,
         {
             "embedding": asdict(embedding),  # corpus + model fingerprints, length, prompt
-            "queries": queries_fingerprint(split),
             "query_prompt": search.query_prompt,
             "index": index,
             "faiss": faiss.__version__,
-            "depth": depth,
         },
     )
 
@@ -171,7 +170,5 @@ def mine_dense(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
         "index": job.spec.index.model_dump(),
         "query_prompt": job.spec.query_prompt,
         "corpus_prompt": job.spec.corpus_prompt,
-        "candidate_depth": lists.depth,
-        "cache_hit": hit,
     }
-    return select_from_candidates(job.split, lists, job.spec.filters, METHOD, provenance, progress)
+    return select_retrieved(job, METHOD, lists, hit, provenance, progress)

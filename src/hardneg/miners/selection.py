@@ -29,7 +29,7 @@ from hardneg.miners.filters import (
     query_rng,
     squeezed_prefix,
 )
-from hardneg.miners.job import FilterReport, MinedRun
+from hardneg.miners.job import FilterReport, MinedRun, MiningJob
 
 logger = logging.getLogger(__name__)
 
@@ -307,3 +307,17 @@ def select_from_candidates(
             dict(report.skipped) or "none",
         )
     return MinedRun(method, tuple(rows), report, dict(provenance or {}))
+
+
+def select_retrieved(
+    job: MiningJob,
+    method: str,
+    lists: CandidateLists,
+    hit: bool,
+    provenance: Mapping[str, object],
+    progress: Progress = no_progress,
+) -> MinedRun:
+    """The job's filters over one retriever's ``lists`` (``hit``: read from the cache); the
+    provenance gains the lists' depth and the cache hit."""
+    described = dict(provenance) | {"candidate_depth": lists.depth, "cache_hit": hit}
+    return select_from_candidates(job.split, lists, job.spec.filters, method, described, progress)

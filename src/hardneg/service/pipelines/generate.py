@@ -19,7 +19,6 @@ from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
 from hardneg.miners.llm.prompts import query_template
@@ -31,7 +30,7 @@ from hardneg.miners.llm.queries import (
     generate_queries,
     write_generated_queries,
 )
-from hardneg.service.pipelines.data import find_dataset, refuse_foreign_output
+from hardneg.service.pipelines.data import default_cache, find_dataset, refuse_foreign_output
 from hardneg.service.settings import Settings
 from hardneg.service.specs import GenerateSpec
 
@@ -108,10 +107,7 @@ def run_generate_queries(
     template = query_template(spec.prompt_file)  # fail on a bad prompt before any work
     config = query_config(spec)
     workspace = Workspace(settings.home)
-    if not spec.cache:
-        cache = None
-    elif cache is None:
-        cache = DiskCache(workspace.root / "cache")
+    cache = default_cache(settings, cache) if spec.cache else None
     started = time.perf_counter()
     folder = find_dataset(data, settings, progress)
     corpus = load_corpus(find_corpus_file(folder))

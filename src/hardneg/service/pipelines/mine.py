@@ -23,14 +23,18 @@ from hardneg.core.negatives import meta_path_for
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.sharded import Shards
 from hardneg.core.workspace import Workspace
-from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.job import MinedRun, MinerFn, MiningJob, miner_for
 from hardneg.miners.llm.negatives import METHOD as LLM_METHOD
 from hardneg.miners.output import write_outputs
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned, hide_positives
 from hardneg.miners.spec import MineSpec
 from hardneg.miners.stats import write_stats
-from hardneg.service.pipelines.data import dataset_split, find_dataset, refuse_foreign_output
+from hardneg.service.pipelines.data import (
+    dataset_split,
+    default_cache,
+    find_dataset,
+    refuse_foreign_output,
+)
 from hardneg.service.pipelines.processes import mine_in_processes
 from hardneg.service.settings import Settings
 
@@ -152,10 +156,7 @@ def run_mining(
     miner = miner_for(spec.method)
     if shards.is_main:
         refuse_foreign_output(output, MANIFEST_FILE)
-    if not spec.cache:
-        cache = None
-    elif cache is None:
-        cache = DiskCache(Workspace(settings.home).root / "cache")
+    cache = default_cache(settings, cache) if spec.cache else None
     started = time.perf_counter()
     job = make_job(spec, data, settings, cache)
     loaded = time.perf_counter()

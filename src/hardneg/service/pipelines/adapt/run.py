@@ -34,9 +34,7 @@ from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
-from hardneg.core.workspace import Workspace
 from hardneg.miners.cross_encoder import load_cross_encoder
-from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
@@ -50,7 +48,7 @@ from hardneg.service.pipelines.adapt.report import AdaptStages, build_report
 from hardneg.service.pipelines.adapt.spec import AdaptSpec
 from hardneg.service.pipelines.adapt.stages import GeneratedQueries, MinedNegatives, TeacherScores
 from hardneg.service.pipelines.data import claim_output, find_dataset
-from hardneg.service.pipelines.experiment.stages import Stages, Trained
+from hardneg.service.pipelines.experiment.stages import StagedRun, Trained
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
 from hardneg.trainers.config import config_from_mapping
@@ -93,7 +91,7 @@ def query_config(spec: AdaptSpec) -> TrainingQueryConfig:
     )
 
 
-class Adaptation:
+class Adaptation(StagedRun):
     """One adapt run into ``output`` (see the module docstring)."""
 
     def __init__(
@@ -105,12 +103,8 @@ class Adaptation:
         progress: Progress,
         cache: Cache | None,
     ) -> None:
-        self.spec, self.data, self.settings, self.output = spec, data, settings, output
-        self.progress = progress
-        self.workspace = Workspace(settings.home)
-        self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
-        self.model = spec.model or settings.model
-        self.stages = Stages(output / "stages", progress)
+        super().__init__(settings, output, progress, cache, spec.model)
+        self.spec, self.data = spec, data
         self._scorer: PairScorer | None = None
         self._bm25: BM25Index | None = None
 

@@ -31,8 +31,6 @@ from hardneg.core.beir import load_split
 from hardneg.core.cache import Cache
 from hardneg.core.negatives import read_mined
 from hardneg.core.progress import Progress, no_progress
-from hardneg.core.workspace import Workspace
-from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned
 from hardneg.miners.spec import LLMNegatives, MineSpec
@@ -60,7 +58,7 @@ from hardneg.service.pipelines.experiment.stages import (
     Probe,
     Runs,
     Scored,
-    Stages,
+    StagedRun,
     Trained,
 )
 from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
@@ -81,7 +79,7 @@ class ExperimentResult:
     files: dict[str, Path]
 
 
-class Experiment:
+class Experiment(StagedRun):
     """One run of the experiment into ``output`` (see the module docstring)."""
 
     def __init__(
@@ -92,13 +90,9 @@ class Experiment:
         progress: Progress,
         cache: Cache | None,
     ) -> None:
-        self.request, self.settings, self.output = request, settings, output
+        super().__init__(settings, output, progress, cache, request.model)
+        self.request = request
         self.profile = request.recipe
-        self.progress = progress
-        self.workspace = Workspace(settings.home)
-        self.cache = cache if cache is not None else DiskCache(self.workspace.root / "cache")
-        self.model = request.model or settings.model
-        self.stages = Stages(output / "stages", progress)
         # one encoder backend for mining, the frozen documents of training and the test scores:
         # the corpus is encoded once, and every arm is scored against the documents it trained on
         self.recipe = Recipe(

@@ -1,7 +1,8 @@
 """The experiment's recorded stages: one small dataclass per kind of stage, written as JSON under
 ``stages/`` when the stage finishes and read back (checked by pydantic) when a rerun finds it.
 
-Every record carries ``stage_seconds``, the time the stage took when it ran.
+Every record carries ``stage_seconds``, the time the stage took when it ran. ``StagedRun`` is
+what a run that records stages (the experiment, an adapt run) sets up first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 
 from hardneg.core.atomic import write_text_atomic
+from hardneg.core.cache import Cache
 from hardneg.core.progress import Progress
+from hardneg.core.workspace import Workspace
+from hardneg.service.pipelines.data import default_cache
+from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +142,22 @@ class Stages:
         write_text_atomic(path, json.dumps(result.to_json(), indent=2, default=str))
         self.progress(1, 1, name)
         return result
+
+
+class StagedRun:
+    """What a run into ``output`` that records its stages (an experiment, an adapt run) works
+    with: the data directory, the cache, the bi-encoder it starts from and its ``Stages``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        output: Path,
+        progress: Progress,
+        cache: Cache | None,
+        model: str | None,
+    ) -> None:
+        self.settings, self.output, self.progress = settings, output, progress
+        self.workspace = Workspace(settings.home)
+        self.cache = default_cache(settings, cache)
+        self.model = model or settings.model
+        self.stages = Stages(output / "stages", progress)
