@@ -21,7 +21,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hardneg.core.encoders import pick_device
 from hardneg.core.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -43,6 +42,8 @@ class ArmRun:
 
 def worker_count(requested: int | None, device: str | None) -> int:
     """``requested``, else 2 on a CPU with two or more cores and 1 on a GPU."""
+    from hardneg.core.encoders import pick_device  # imports faiss: not for `--help`
+
     if requested is not None:
         return requested
     if not pick_device(device).startswith("cpu"):

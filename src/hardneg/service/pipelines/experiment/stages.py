@@ -13,16 +13,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import TypeAdapter
 
 from hardneg.core.atomic import write_text_atomic
-from hardneg.core.cache import Cache
 from hardneg.core.progress import Progress
-from hardneg.core.workspace import Workspace
-from hardneg.service.pipelines.data import default_cache
-from hardneg.service.settings import Settings
+
+if TYPE_CHECKING:  # the workspace imports FAISS: not for `hardneg experiment --help`
+    from hardneg.core.cache import Cache
+    from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,9 @@ class StagedRun:
         cache: Cache | None,
         model: str | None,
     ) -> None:
+        from hardneg.core.workspace import Workspace
+        from hardneg.service.pipelines.data import default_cache
+
         self.settings, self.output, self.progress = settings, output, progress
         self.workspace = Workspace(settings.home)
         self.cache = default_cache(settings, cache)
