@@ -37,24 +37,24 @@ def test_no_weight_decay_on_biases_and_layer_norms() -> None:
     assert len(no_decay["params"]) == 3 and no_decay["weight_decay"] == 0.0
 
 
-def test_the_fused_adamw_makes_the_same_updates_as_the_reference_loop() -> None:
+def test_adamw_makes_the_same_updates_as_the_reference_loop() -> None:
     from hardneg.trainers.config import TrainingArguments
     from hardneg.trainers.optim import build_optimizer
 
     torch.manual_seed(0)
-    fused_model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.LayerNorm(4))
+    built_model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.LayerNorm(4))
     plain_model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.LayerNorm(4))
-    plain_model.load_state_dict(fused_model.state_dict())
+    plain_model.load_state_dict(built_model.state_dict())
     args = TrainingArguments(learning_rate=1e-2, weight_decay=0.1)
-    fused = build_optimizer(fused_model.named_parameters(), args)
+    built = build_optimizer(built_model.named_parameters(), args)
     plain = torch.optim.AdamW(
         parameter_groups(plain_model.named_parameters(), 0.1), lr=1e-2, eps=1e-8, foreach=False
     )
     inputs = torch.randn(5, 8)
     for _ in range(3):
-        for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        for model, optimizer in ((built_model, built), (plain_model, plain)):
             model(inputs).pow(2).sum().backward()
             optimizer.step()
             optimizer.zero_grad()
-    for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+    for a, b in zip(built_model.parameters(), plain_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
