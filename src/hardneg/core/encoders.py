@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from hardneg.core.backends import BackendChoice, recorded_fingerprint, resolve_backend, to_backend
+from hardneg.core.backends import (
+    BackendChoice,
+    EncoderT,
+    recorded_fingerprint,
+    resolve_backend,
+    to_backend,
+)
 from hardneg.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # torch and sentence-transformers load lazily: settings and the API start fast
@@ -71,17 +77,26 @@ def load_encoder(
     from sentence_transformers import SentenceTransformer
 
     device = pick_device(device)
-    chosen = resolve_backend(backend, device)
-    if chosen != "torch" and exports is None:
-        raise ValueError(f"backend: {chosen!r} needs a folder for its exported graph (exports)")
+    resolve_backend(backend, device)  # an unknown or GPU-incompatible backend fails before loading
     model = SentenceTransformer(resolve_model(name_or_path), device=device)
     if device.startswith("cuda"):
         model.half()
-    if exports is not None and chosen != "torch":
-        to_backend(model, model_fingerprint(model), chosen, exports)
+    run_by(model, backend, device, exports)
     if max_length is not None:
         model.max_seq_length = max_length
     return model
+
+
+def run_by(model: EncoderT, backend: BackendChoice, device: str, exports: Path | None) -> EncoderT:
+    """``model`` (a torch bi- or cross-encoder on ``device``) run by ``backend`` as resolved for
+    the device: unchanged for torch, else its transformer swapped for the graph exported into
+    ``exports`` (see :mod:`hardneg.core.backends`); the one place every loader applies it."""
+    chosen = resolve_backend(backend, device)
+    if chosen == "torch":
+        return model
+    if exports is None:
+        raise ValueError(f"backend: {chosen!r} needs a folder for its exported graph (exports)")
+    return to_backend(model, model_fingerprint(model), chosen, exports)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

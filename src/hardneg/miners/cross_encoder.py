@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from hardneg.core.backends import BackendChoice, resolve_backend, to_backend
+from hardneg.core.backends import BackendChoice
 from hardneg.core.beir import BeirSplit
 from hardneg.core.embeddings import EmbeddingKey
-from hardneg.core.encoders import DEFAULT_MODEL, model_fingerprint, pick_device
+from hardneg.core.encoders import DEFAULT_MODEL, model_fingerprint, pick_device, run_by
 from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.bm25 import bm25_candidates, bm25_key
 from hardneg.miners.candidates import (
@@ -68,12 +68,7 @@ def load_cross_encoder(
 
     device = pick_device(device)
     model = CrossEncoder(name_or_path, device=device, max_length=max_length)
-    chosen = resolve_backend(backend, device)
-    if chosen != "torch":
-        if exports is None:
-            raise ValueError(f"backend: {chosen!r} needs a folder for its exported graph")
-        to_backend(model, model_fingerprint(model), chosen, exports)
-    return model
+    return run_by(model, backend, device, exports)
 
 
 def denoised(filters: FilterConfig, denoise_margin: float | None) -> FilterConfig:

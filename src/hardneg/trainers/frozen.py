@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from hardneg.core.backends import model_backend, resolve_backend, to_backend
+from hardneg.core.backends import model_backend
 from hardneg.core.beir import Corpus, DataError, find_corpus_file, load_corpus
 from hardneg.core.dense import DenseIndex, DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
-from hardneg.core.encoders import encode_texts, load_encoder, model_fingerprint
+from hardneg.core.encoders import encode_texts, load_encoder, run_by
 from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.common import load_trainable_encoder, model_reference
@@ -98,9 +98,7 @@ def frozen_document_side(
     doc_model.requires_grad_(False)
     if not ctx.is_main:
         barrier(ctx)  # rank 0 exports and encodes the corpus once; the others then read it
-    backend = resolve_backend(config.adore.document_backend, str(ctx.device))
-    if backend != "torch":
-        to_backend(doc_model, model_fingerprint(doc_model), backend, workspace.encoder_exports)
+    run_by(doc_model, config.adore.document_backend, str(ctx.device), workspace.encoder_exports)
     vectors = workspace.embeddings.encode_corpus(
         doc_model, corpus, config.model.doc_prompt, progress=progress
     )

@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardneg.core.atomic import write_text_atomic
-from hardneg.core.backends import (
-    check_backend,
-    model_backend,
-    resolve_backend,
-    source_fingerprint,
-    to_backend,
-)
-from hardneg.core.encoders import load_encoder, model_fingerprint
+from hardneg.core.backends import check_backend, model_backend, source_fingerprint
+from hardneg.core.encoders import load_encoder, model_fingerprint, run_by
 from hardneg.core.metrics import METRIC_NAMES
 from hardneg.core.workspace import Workspace
 from hardneg.trainers.config import TrainingConfig
@@ -207,7 +201,5 @@ def load_dual_encoder(
         if not on.startswith("cpu"):  # exported graphs run on the CPU only
             logger.warning("%s: documents were encoded by %s; on %s torch runs", path, backend, on)
         else:
-            folder = exports or Workspace().encoder_exports
-            weights = model_fingerprint(doc_model)
-            to_backend(doc_model, weights, resolve_backend(backend, on), folder)
+            run_by(doc_model, backend, on, exports or Workspace().encoder_exports)
     return query_model, doc_model
