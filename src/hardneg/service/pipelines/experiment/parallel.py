@@ -26,6 +26,11 @@ from hardneg.core.progress import Progress
 logger = logging.getLogger(__name__)
 
 
+def training_stage(arm: str, seed: int, stage: str) -> str:
+    """The recorded stage name of one training stage ("star", "adore") of an (arm, seed)."""
+    return f"train-{arm}-s{seed}-{stage}"
+
+
 @dataclass(frozen=True)
 class ArmRun:
     """One arm's training with one seed: both stages, into the experiment's folders."""
@@ -37,7 +42,7 @@ class ArmRun:
 
     @property
     def last_stage(self) -> str:
-        return f"train-{self.arm}-s{self.seed}-adore"
+        return training_stage(self.arm, self.seed, "adore")
 
 
 def worker_count(requested: int | None, device: str | None) -> int:

@@ -44,6 +44,7 @@ from hardneg.service.pipelines.experiment.data import (
 from hardneg.service.pipelines.experiment.parallel import (
     ArmRun,
     train_in_parallel,
+    training_stage,
     worker_count,
 )
 from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
@@ -240,13 +241,16 @@ class Experiment(StagedRun):
     def train_arm(self, arm: str, training_file: str, rows: int, seed: int) -> dict[str, Trained]:
         root = self.output / "models" / arm / f"seed{seed}"
         first = self.recipe.stage_one(training_file, root / "star", seed, rows)
-        name = f"train-{arm}-s{seed}"
         star = self.stages.run(
-            f"{name}-star", Trained, lambda: train("star", first, self.workspace, self.progress)
+            training_stage(arm, seed, "star"),
+            Trained,
+            lambda: train("star", first, self.workspace, self.progress),
         )
         second = self.recipe.adore(training_file, root / "star", root / "star_adore", seed, rows)
         adore = self.stages.run(
-            f"{name}-adore", Trained, lambda: train("adore", second, self.workspace, self.progress)
+            training_stage(arm, seed, "adore"),
+            Trained,
+            lambda: train("adore", second, self.workspace, self.progress),
         )
         return {"star": star, "star_adore": adore}
 
