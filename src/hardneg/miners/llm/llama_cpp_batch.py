@@ -200,9 +200,10 @@ class BatchedLlama:
         params.kv_unified = False  # one KV stream per sequence: attention spans its own only
         # every step is a batch (a token per running sequence, or prompt chunks), so it gets the
         # prompt batches' thread count (llama-cpp-python's default: all cores) for all of them.
-        # On the quiet 2-core box, 2 threads against 1: 1.51x the outputs per second, the same 32
-        # outputs (concurrency 8, 32 quick-profile prompts); under heavy load a second spinning
-        # thread is slower instead (bench/performance_llm.py), so n_threads stays a setting.
+        # On the quiet 2-core box, 2 threads against 1: 1.84x the outputs per second, the same 32
+        # outputs (`python -m bench.llm_threads`: concurrency 8, 32 quick-profile prompts, 51.8 s
+        # vs 28.2 s); under heavy load a second spinning thread is slower instead
+        # (bench/performance_llm.py), so n_threads stays a setting.
         params.n_threads = params.n_threads_batch
         ctx = llama_cpp.llama_init_from_model(llm.model, params)
         if ctx is None:
