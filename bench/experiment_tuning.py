@@ -1,12 +1,17 @@
 """The quick profile's learning rate and steps, checked on validation (never on test).
 
     python -m bench.experiment_tuning --run DIR [--learning-rates 5e-5 1e-4 2e-4] [--steps 80]
+    python -m bench.experiment_tuning --run DIR --precisions fp32 bf16 [--arms none dense]
 
 Reads a finished (or at least trained-data-ready) experiment folder ``DIR`` (its ``data/`` and
 ``arms/``), trains the comparison stage ("STAR, frozen documents" in the quick profile) of the
 control arm and the BM25 arm for each learning rate, evaluating on the ``val`` split every 10
 steps, and writes the validation nDCG@10 curves to
 ``bench/results/experiment-tuning.json``. The test split is not read.
+
+With ``--precisions``, each arm instead trains the profile's recipe (comparison stage at the
+profile's learning rate, then ADORE from it) once per training precision, and the validation
+curves and training seconds go under ``precision`` in the same file (the rest is kept).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import argparse
 import json
 import logging
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,7 @@ from hardneg.service.pipelines.experiment.plots import read_history
 from hardneg.service.pipelines.experiment.profiles import QUICK
 from hardneg.service.pipelines.experiment.training import Recipe, train
 from hardneg.service.settings import Settings
+from hardneg.trainers.config import TrainerKind, TrainingConfig
 
 logger = logging.getLogger("bench.experiment_tuning")
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[5e-5, 1e-4, 2e-4])
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--arms", nargs="+", default=["none", "bm25"])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = Settings()
@@ -53,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         QUICK, settings.model, args.run / "data", settings.device, settings.encoder_backend
     )
     workspace = Workspace(settings.home)
+    if args.precisions:
+        precision_check(args, recipe, workspace)
+        return
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hardneg-tuning-") as temp:
         for arm in args.arms:
@@ -75,6 +87,45 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine_info(),
     }
     write_text_atomic(OUTPUT, json.dumps(payload, indent=2) + "\n")
+    logger.info("wrote %s", OUTPUT)
+
+
+def precision_check(args: argparse.Namespace, recipe: Recipe, workspace: Workspace) -> None:
+    """Validation curves and seconds of the profile's two stages, once per training precision."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="hardneg-tuning-") as temp:
+        for arm in args.arms:
+            training_file = str(args.run / "arms" / f"{arm}.jsonl")
+            rows = sum(1 for _ in read_mined(Path(training_file)))
+            for precision in args.precisions:
+                same = replace(recipe, profile=replace(QUICK, precision=precision))
+                star, adore = Path(temp) / f"{arm}-{precision}", Path(temp) / f"{arm}-{precision}-a"
+                runs: dict[str, tuple[TrainerKind, TrainingConfig]] = {
+                    "comparison": ("star", same.stage_one(training_file, star, QUICK_SEED, rows)),
+                    "adore": ("adore", same.adore(training_file, star, adore, QUICK_SEED, rows)),
+                }
+                entry: dict[str, Any] = {}
+                for stage, (kind, config) in runs.items():
+                    started = time.perf_counter()
+                    train(kind, config, workspace, lambda *_: None)
+                    entry[stage] = {
+                        "seconds": round(time.perf_counter() - started, 1),
+                        "curve": curve(config.train.output_dir),
+                    }
+                results.setdefault(arm, {})[precision] = entry
+                logger.info("%s %s: %s", arm, precision, entry)
+    existing = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {}
+    existing["precision"] = {
+        "what": "the profile's comparison stage then ADORE, per training precision (autocast; "
+        "losses in fp32), seed 13, validation nDCG@10 curves and wall seconds per stage",
+        "command": "python -m bench.experiment_tuning --run DIR --precisions "
+        + " ".join(args.precisions)
+        + " --arms "
+        + " ".join(args.arms),
+        "runs": results,
+        "machine": machine_info(),
+    }
+    write_text_atomic(OUTPUT, json.dumps(existing, indent=2) + "\n")
     logger.info("wrote %s", OUTPUT)
 
 

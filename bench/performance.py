@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ from scipy.stats import spearmanr
 
 from bench.machine import machine_info
 from hardneg.core.atomic import write_text_atomic
-from hardneg.core.backends import BACKENDS, EncoderBackend, to_backend
+from hardneg.core.backends import BACKENDS, EncoderBackend, cpu_has_native_bf16, to_backend
 from hardneg.core.beir import BeirSplit, load_split
 from hardneg.core.dense import DenseIndex
 from hardneg.core.embeddings import EmbeddingKey
@@ -156,21 +156,25 @@ def reuse_stored(path: Path, split: BeirSplit, model: Any) -> dict[str, Any]:
 
 
 def int8_summary(results: dict[str, dict[str, float | None]]) -> dict[str, Any]:
-    """onnx-int8 against torch fp32: speed ratio and nDCG@10 lost (when both are measured)."""
-    fp32, int8 = results["torch"], results.get("onnx-int8")
-    if int8 is None or fp32.get("ndcg@10") is None or int8.get("ndcg@10") is None:
-        return {}
-    loss = float(fp32["ndcg@10"] or 0) - float(int8["ndcg@10"] or 0)
-    return {
-        "int8_speedup": float(int8["docs_per_s"] or 0) / float(fp32["docs_per_s"] or 1),
-        "int8_ndcg_loss": loss,
-        "ndcg_tolerance": NDCG_TOLERANCE,
-        "int8_within_tolerance": loss <= NDCG_TOLERANCE,
-    }
+    """onnx-int8 and torch-bf16 against torch fp32: speed ratio and nDCG@10 lost (for each that
+    has both measured), under ``int8_*`` and ``bf16_*``."""
+    fp32, summary = results["torch"], dict[str, Any]()
+    for prefix, backend in (("int8", "onnx-int8"), ("bf16", "torch-bf16")):
+        low = results.get(backend)
+        if low is None or fp32.get("ndcg@10") is None or low.get("ndcg@10") is None:
+            continue
+        loss = float(fp32["ndcg@10"] or 0) - float(low["ndcg@10"] or 0)
+        summary |= {
+            f"{prefix}_speedup": float(low["docs_per_s"] or 0) / float(fp32["docs_per_s"] or 1),
+            f"{prefix}_ndcg_loss": loss,
+            f"{prefix}_within_tolerance": loss <= NDCG_TOLERANCE,
+        }
+    return summary | {"ndcg_tolerance": NDCG_TOLERANCE} if summary else {}
 
 
 def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, Any]:
-    """Pairs per second of the one-logit MiniLM cross-encoder, torch fp32 vs onnx-int8."""
+    """Pairs per second of the one-logit MiniLM cross-encoder, torch fp32 vs onnx-int8 and
+    torch-bf16 (the latter where this CPU has native bf16)."""
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -178,9 +182,11 @@ def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, A
     base = CrossEncoder(resolve_model(None), num_labels=1, max_length=RERANK_MAX_LENGTH)
     saved = home / "cross-encoder"
     base.save(str(saved))  # one fixed random head, loaded twice below
-    models = {name: CrossEncoder(str(saved), device="cpu") for name in ("torch", "onnx-int8")}
-    int8 = models["onnx-int8"]
-    to_backend(int8, model_fingerprint(int8), "onnx-int8", home / "encoders")
+    names = ("torch", "onnx-int8") + (("torch-bf16",) if cpu_has_native_bf16() else ())
+    models = {name: CrossEncoder(str(saved), device="cpu") for name in names}
+    for name in names[1:]:
+        low = models[name]
+        to_backend(low, model_fingerprint(low), cast(EncoderBackend, name), home / "encoders")
     texts = split.corpus.full_texts()
     queries = [split.queries[q] for q in split.queries]
     pool = [(queries[i % len(queries)], texts[i]) for i in range(min(pairs, len(texts)))]
@@ -193,15 +199,20 @@ def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, A
     for model in models.values():  # warm-up
         model.predict(pool[:8], batch_size=32, show_progress_bar=False)
     seconds = interleaved(list(models), score, len(pool), 64)
-    rho = spearmanr(scores["torch"], scores["onnx-int8"]).statistic
-    return {
+    section: dict[str, Any] = {
         "pairs": len(pool),
         "max_length": RERANK_MAX_LENGTH,
         "pairs_per_s": {name: len(pool) / s for name, s in seconds.items()},
-        "int8_speedup": seconds["torch"] / seconds["onnx-int8"],
-        "int8_score_spearman": float(rho),
-        "int8_max_abs_score_diff": float(np.abs(scores["torch"] - scores["onnx-int8"]).max()),
     }
+    for prefix, name in (("int8", "onnx-int8"), ("bf16", "torch-bf16")):
+        if name in scores:
+            rho = spearmanr(scores["torch"], scores[name]).statistic
+            section |= {
+                f"{prefix}_speedup": seconds["torch"] / seconds[name],
+                f"{prefix}_score_spearman": float(rho),
+                f"{prefix}_max_abs_score_diff": float(np.abs(scores["torch"] - scores[name]).max()),
+            }
+    return section
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, Save], dict[str, Any]]] = {

@@ -1,5 +1,6 @@
 """Encoder backends: the packaged all-MiniLM-L6-v2 really exported to ONNX (fp32, int8) and run
-by ONNX Runtime and OpenVINO, against the same model run by torch."""
+by ONNX Runtime and OpenVINO, or run by torch under bf16 autocast, against the same model run by
+torch in fp32."""
 
 from __future__ import annotations
 
@@ -66,6 +67,22 @@ def test_int8_embeddings_are_close_to_torch(
     assert cosine.min() > 0.98
     assert not np.allclose(vectors, reference, atol=1e-4)  # int8 really ran: it is not fp32
     assert model_backend(int8_model) == "onnx-int8"
+
+
+def test_bf16_embeddings_are_near_fp32_and_stored_apart(
+    workspace: Workspace, torch_model: SentenceTransformer
+) -> None:
+    """bf16 runs wherever torch does (emulated without native bf16: slow, still correct)."""
+    model = load_encoder(device="cpu", backend="torch-bf16")  # no export folder needed
+    assert model_backend(model) == "torch-bf16"
+    vectors, reference = encode_texts(model, TEXTS), encode_texts(torch_model, TEXTS)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(vectors * reference, axis=1)
+    assert cosine.min() > 0.999  # closer to fp32 than int8 (> 0.98 above)
+    assert not np.allclose(vectors, reference, atol=1e-5)  # bf16 really ran
+    key, fp32_key = (EmbeddingKey.for_model(_corpus(), m) for m in (model, torch_model))
+    assert key.backend == "torch-bf16" and key.stem != fp32_key.stem
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino", "openvino-int8"])

@@ -198,3 +198,38 @@ def test_listwise_ce_loss_by_hand() -> None:
     second = -0.5 + math.log(math.exp(0.5) + math.exp(3))
     loss = listwise_ce_loss(logits, valid)
     assert loss.item() == pytest.approx((first + second) / 2, rel=1e-6)
+
+
+def test_losses_stay_fp32_inside_bf16_autocast() -> None:
+    """Autocast would run the score products in bf16 even on fp32 inputs; the losses turn it off
+    (a bf16 cosine times a scale of 20 is off by up to ~0.08), so inside and outside agree."""
+    from hardneg.trainers.encoding import autocast
+
+    torch.manual_seed(0)
+    queries = functional_normalize(torch.randn(4, 32))
+    docs = functional_normalize(torch.randn(8, 32))
+    positive = torch.tensor([0, 1, 2, 3])
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[torch.arange(4), positive] = False
+    outside = star_loss(queries, docs, positive, mask, scale=20.0)
+    with autocast("cpu", "bf16"):
+        assert (queries @ docs.T).dtype == torch.bfloat16  # what autocast does to a bare product
+        inside = star_loss(queries, docs, positive, mask, scale=20.0)
+        mnrl_inside = mnrl_loss(queries, docs, positive)
+    assert inside.dtype == torch.float32
+    assert inside.item() == outside.item()
+    assert mnrl_inside.item() == mnrl_loss(queries, docs, positive).item()
+
+
+def functional_normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16() -> None:
+    from hardneg.core.backends import cpu_has_native_bf16
+    from hardneg.trainers.encoding import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("auto", "cuda") == "fp32"
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cuda") == "bf16"

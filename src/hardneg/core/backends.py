@@ -6,7 +6,9 @@ truncation, prompts, pooling, normalisation) and swap only its transformer for a
 - ``onnx``: the transformer exported to ONNX (fp32), run by ONNX Runtime;
 - ``onnx-int8``: that graph with its weights quantized to int8 (dynamic quantization: activations
   are quantized per batch at run time, no calibration data), run by ONNX Runtime;
-- ``openvino`` / ``openvino-int8``: the same two ONNX files, compiled and run by OpenVINO.
+- ``openvino`` / ``openvino-int8``: the same two ONNX files, compiled and run by OpenVINO;
+- ``torch-bf16``: no export, the torch model itself under CPU bfloat16 autocast, for CPUs with
+  native bf16 dot products (AVX512-BF16 or AMX): about int8's speed with near-fp32 vectors.
 
 Why not sentence-transformers' own ``backend="onnx"``: it goes through ``optimum-onnx``, whose
 releases require transformers < 4.58, and sentence-transformers 6 requires transformers >= 5;
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, cast, get_args
 
@@ -41,13 +44,17 @@ EncoderT = TypeVar("EncoderT", "SentenceTransformer", "CrossEncoder")
 
 logger = logging.getLogger(__name__)
 
-EncoderBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+EncoderBackend = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[EncoderBackend, ...] = get_args(EncoderBackend)
 BackendChoice = EncoderBackend | Literal["auto"]
 # ``auto`` on a CPU: int8 was to be the default only if it kept nDCG@10 within 0.005 of fp32.
 # bench/performance.py, SciFact test (bench/results/performance.json, "encoder"): nDCG@10
 # 0.6478 int8 vs 0.6451 torch fp32 (loss -0.0027), 1.36x the documents per second (2-core AVX2).
 CPU_DEFAULT: EncoderBackend = "onnx-int8"
+# torch-bf16 is not the default even with native bf16: on this project's EPYC (AVX512-BF16) it
+# encoded 51 documents/s against onnx-int8's 55 and torch fp32's 24 (bench/performance.py, one
+# run, interleaved), though much closer to fp32 (min cosine 0.99997 vs 0.988).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of native bf16 math
 EXPORT_RECIPE = 1  # bump when the export or quantization changes: new folders, new fingerprints
 _CHOICES: dict[str, BackendChoice] = {name: name for name in BACKENDS} | {"auto": "auto"}
 _MODEL_FILE = "model.onnx"
@@ -66,7 +73,7 @@ def check_backend(value: str, field: str = "backend") -> BackendChoice:
 
 def resolve_backend(choice: str, device: str) -> EncoderBackend:
     """The backend to run on ``device``: ``auto`` is torch on a GPU and ``CPU_DEFAULT`` on a CPU
-    (torch where ONNX Runtime is not installed). Exported backends run on the CPU only."""
+    (torch where ONNX Runtime is not installed). Every backend but torch runs on the CPU only."""
     backend = check_backend(choice)
     on_cpu = device.split(":")[0] == "cpu"
     if backend == "auto":
@@ -76,6 +83,20 @@ def resolve_backend(choice: str, device: str) -> EncoderBackend:
     if backend != "torch" and not on_cpu:
         raise ValueError(f"backend: {backend!r} runs on the CPU, but the device is {device!r}")
     return backend
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 dot products natively (Linux: its /proc/cpuinfo flags;
+    elsewhere False, and bf16 is never chosen by ``auto``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return bool(BF16_FLAGS & set(line.partition(":")[2].split()))
+    return False
 
 
 def _onnxruntime_installed() -> bool:
@@ -206,7 +227,9 @@ def exported_graph(model: Encoder, source: str, exports: Path, backend: EncoderB
     return folder / _MODEL_FILE
 
 
-def to_backend(model: EncoderT, source: str, backend: EncoderBackend, exports: Path) -> EncoderT:
+def to_backend(
+    model: EncoderT, source: str, backend: EncoderBackend, exports: Path | None
+) -> EncoderT:
     """``model`` with its transformer run by ``backend`` (in place; ``torch``: unchanged).
 
     ``model`` is a torch model on the CPU whose weights' fingerprint is ``source``; the exported
@@ -214,15 +237,20 @@ def to_backend(model: EncoderT, source: str, backend: EncoderBackend, exports: P
     :func:`hardneg.core.encoders.model_fingerprint`."""
     if backend == "torch":
         return model
-    from hardneg.core.runtimes import OnnxRuntimeTransformer, OpenVinoTransformer
+    from hardneg.core.runtimes import Bf16Transformer, OnnxRuntimeTransformer, OpenVinoTransformer
 
     if recorded_fingerprint(model) is not None:
         raise ValueError("backend: the model is already exported; load it again with torch")
-    graph = exported_graph(model, source, exports, backend)
     transformer, output = _transformer(model)
-    runtime = OpenVinoTransformer if backend.startswith("openvino") else OnnxRuntimeTransformer
-    config = cast("torch.nn.Module", transformer.model).config
-    transformer.model = runtime(graph, config, output)
+    if backend == "torch-bf16":
+        transformer.model = Bf16Transformer(cast("torch.nn.Module", transformer.model), output)
+    elif exports is None:
+        raise ValueError(f"backend: {backend!r} needs a folder for its exported graph (exports)")
+    else:
+        graph = exported_graph(model, source, exports, backend)
+        runtime = OpenVinoTransformer if backend.startswith("openvino") else OnnxRuntimeTransformer
+        config = cast("torch.nn.Module", transformer.model).config
+        transformer.model = runtime(graph, config, output)
     setattr(model, _FINGERPRINT_ATTR, exported_fingerprint(source, backend))
     setattr(model, _BACKEND_ATTR, backend)
     setattr(model, _SOURCE_ATTR, source)

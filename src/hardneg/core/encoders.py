@@ -93,8 +93,6 @@ def run_by(model: EncoderT, backend: BackendChoice, device: str, exports: Path |
     chosen = resolve_backend(backend, device)
     if chosen == "torch":
         return model
-    if exports is None:
-        raise ValueError(f"backend: {chosen!r} needs a folder for its exported graph (exports)")
     return to_backend(model, model_fingerprint(model), chosen, exports)
 
 

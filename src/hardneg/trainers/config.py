@@ -67,7 +67,7 @@ class TrainingArguments(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = 1.0
     optimizer: Optimizer = "adamw"
-    precision: Precision = "fp32"  # fp16/bf16 autocast on CUDA only
+    precision: Precision = "fp32"  # autocast: fp16 or bf16 on CUDA, bf16 on a CPU
     scale: float = Field(
         20.0, gt=0
     )  # similarity scale (inverse temperature) applied to cosine scores

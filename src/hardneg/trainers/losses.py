@@ -3,12 +3,34 @@
 All functions take embeddings (or logits) already computed, so they are easy to check by hand
 and to run on embeddings gathered from several processes. Scores are ``scale * q · d``; for
 cosine models the embeddings arrive unit-normalised, so ``scale`` is an inverse temperature.
+Every loss computes in float32, also inside a mixed-precision (autocast) region.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec
+
 import torch
 from torch.nn import functional
+
+P = ParamSpec("P")
+
+
+def full_precision(loss: Callable[P, torch.Tensor]) -> Callable[P, torch.Tensor]:
+    """``loss`` with autocast off: autocast runs a matrix product in bf16 or fp16 whatever its
+    inputs' dtype (``.float()`` does not stop it), and a bf16 cosine (8 mantissa bits, steps of
+    ~0.004 near 1) times an inverse temperature of 20 moves a logit by ~0.08."""
+
+    @functools.wraps(loss)
+    def in_fp32(*args: P.args, **kwargs: P.kwargs) -> torch.Tensor:
+        first = args[0] if args else next(iter(kwargs.values()))
+        device = first.device.type if isinstance(first, torch.Tensor) else "cpu"
+        with torch.autocast(device_type=device, enabled=False):
+            return loss(*args, **kwargs)
+
+    return in_fp32
 
 
 def _normalizer(count: torch.Tensor, denominator: float | torch.Tensor | None) -> torch.Tensor:
@@ -17,6 +39,7 @@ def _normalizer(count: torch.Tensor, denominator: float | torch.Tensor | None) -
     return torch.as_tensor(denominator, dtype=count.dtype, device=count.device).clamp(min=1)
 
 
+@full_precision
 def star_loss(
     query_emb: torch.Tensor,
     doc_emb: torch.Tensor,
@@ -49,6 +72,7 @@ def star_loss(
     return total / _normalizer(mask.sum(), denominator)
 
 
+@full_precision
 def mnrl_loss(
     query_emb: torch.Tensor,
     doc_emb: torch.Tensor,
@@ -91,6 +115,7 @@ def rank_weights(ranks: torch.Tensor, metric_cut: int | None) -> torch.Tensor:
     return (gain.unsqueeze(2) - gain.unsqueeze(1)).abs()  # (B, K, K)
 
 
+@full_precision
 def adore_loss(
     query_emb: torch.Tensor,
     candidate_emb: torch.Tensor,
@@ -128,6 +153,7 @@ def adore_loss(
     return (per_query[has_pairs] / counts[has_pairs]).mean()
 
 
+@full_precision
 def listwise_ce_loss(logits: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Localized contrastive estimation for rerankers (Gao et al., "Rethink Training of BERT
     Rerankers in Multi-Stage Retrieval Pipeline", ECIR 2021): softmax cross-entropy of each
@@ -144,6 +170,7 @@ def listwise_ce_loss(logits: torch.Tensor, valid: torch.Tensor | None = None) ->
     return functional.cross_entropy(scores, target)
 
 
+@full_precision
 def margin_mse_loss(
     query_emb: torch.Tensor,
     positive_emb: torch.Tensor,

@@ -41,6 +41,9 @@ class Profile:
     adore_learning_rate: float
     adore_top_k: int
     max_doc_length: int
+    # autocast of every training step; auto: bf16 on a CPU with native bf16, else fp32
+    # (hardneg.trainers.encoding.resolve_precision); losses are computed in fp32 regardless
+    precision: Literal["fp32", "bf16", "auto"]
     eval_steps: int  # validation points on the training curves (0: only at the end)
     seeds: int  # training repeats per arm (data order, negative sampling)
     # the cross-encoder trained for cross-encoder mining when none is given
@@ -81,6 +84,7 @@ QUICK = Profile(
     adore_learning_rate=1e-4,
     adore_top_k=100,
     max_doc_length=256,
+    precision="auto",
     eval_steps=20,
     seeds=3,
     reranker_queries=297,
@@ -111,6 +115,7 @@ FULL = Profile(
     adore_learning_rate=5e-5,
     adore_top_k=200,
     max_doc_length=256,
+    precision="fp32",
     eval_steps=200,
     seeds=3,
     reranker_queries=2000,

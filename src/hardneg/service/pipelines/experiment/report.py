@@ -151,6 +151,7 @@ def build_report(
     wall_seconds: float,
     stage_seconds: Mapping[str, float],
     reranker: Mapping[str, Any] | None = None,
+    numerics: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The report's JSON: the settings, the baselines, every arm's entry and the verdicts."""
     profile = request.recipe
@@ -173,7 +174,8 @@ def build_report(
         "splits": split_roles_text(data),
         "trims": trims(request, data),
         "settings": profile.to_dict()
-        | {"seed": request.seed, "training_seeds": seeds, "llm": request.llm.describe()},
+        | {"seed": request.seed, "training_seeds": seeds, "llm": request.llm.describe()}
+        | {"numerics": dict(numerics or {})},
         "budget": {
             "train_queries": data.train_queries,
             "negatives_per_query": profile.num_negatives,
@@ -269,6 +271,17 @@ def verdict_sentence(report: Mapping[str, Any]) -> str:
     )
 
 
+def numerics_sentence(report: Mapping[str, Any]) -> str:
+    """Which arithmetic ran: training autocast and the encoder backend (empty when unknown)."""
+    numerics = report["settings"].get("numerics") or {}
+    if not numerics:
+        return ""
+    return (
+        f"\nOn {numerics['device']}: training steps in {numerics['training_precision']} "
+        f"(losses in fp32); documents and queries encoded by `{numerics['encoder_backend']}`."
+    )
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     header = "| " + " | ".join(TABLE_HEADER) + " |"
     rule = "| --- | " + " | ".join("---:" for _ in TABLE_HEADER[1:]) + " |"
@@ -309,7 +322,7 @@ def markdown(report: Mapping[str, Any]) -> str:
 Base model {report["model"]}; profile `{report["profile"]}`; {report["queries"]} training
 queries. Every arm trained on the same {budget["train_queries"]} queries in the same order
 ({budget["negatives_per_query"]} mined negative(s) asked for per query), {budget["seeds"]} training
-seeds each. Scores are on the test split, mean ± std over seeds.
+seeds each. Scores are on the test split, mean ± std over seeds.{numerics_sentence(report)}
 
 - **nDCG@10** (the comparison): {stages["comparison"]}, {steps["comparison"]} steps.
 - **+ADORE** (nDCG@10): {stages["second"]}, {steps["adore"]} more steps.

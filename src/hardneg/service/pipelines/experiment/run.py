@@ -345,6 +345,7 @@ class Experiment(StagedRun):
             wall_seconds=time.perf_counter() - started,
             stage_seconds=self.stages.seconds,
             reranker=self.reranker,
+            numerics=self.recipe.numerics(),
         )
         files = write_report(self.output, report, trained, scores)
         return ExperimentResult(self.output, report, files)

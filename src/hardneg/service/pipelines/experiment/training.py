@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardneg.core.backends import BackendChoice
+from hardneg.core.backends import BackendChoice, resolve_backend
 from hardneg.core.beir import load_split
+from hardneg.core.encoders import pick_device
 from hardneg.core.metrics import Evaluation
 from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
@@ -29,6 +30,7 @@ from hardneg.service.pipelines.evaluate import load_models
 from hardneg.service.pipelines.experiment.profiles import Profile
 from hardneg.service.pipelines.experiment.stages import Scored, Trained
 from hardneg.trainers.config import TrainerKind, TrainingConfig, config_from_mapping
+from hardneg.trainers.encoding import resolve_precision
 from hardneg.trainers.evaluation import evaluate_bm25, evaluate_dense
 from hardneg.trainers.launch import trainer_for
 
@@ -48,6 +50,15 @@ class Recipe:
     data: Path  # the experiment's BEIR folder
     device: str | None
     backend: BackendChoice = "torch"  # runs the frozen document encoder (as mining and scoring)
+
+    def numerics(self) -> dict[str, str]:
+        """What the profile's ``auto`` choices became on this machine (for the report)."""
+        device = pick_device(self.device)
+        return {
+            "device": device,
+            "training_precision": resolve_precision(self.profile.precision, device),
+            "encoder_backend": resolve_backend(self.backend, device),
+        }
 
     def config(
         self,
@@ -82,6 +93,7 @@ class Recipe:
             "seed": seed,
             "top_k": profile.adore_top_k,
             "document_backend": self.backend,
+            "precision": resolve_precision(profile.precision, pick_device(self.device)),
         }
         if self.device:
             values["device"] = self.device
