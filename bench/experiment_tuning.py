@@ -78,11 +78,16 @@ def main(argv: list[str] | None = None) -> None:
                 train("star", config, workspace, lambda *_: None)
                 results.setdefault(arm, {})[f"{lr:g}"] = curve(output)
                 logger.info("%s lr %g: %s", arm, lr, results[arm][f"{lr:g}"])
-    payload = {
+    kept = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {}
+    payload = {k: v for k, v in kept.items() if k == "precision"} | {
         "stage": QUICK.first_stage,
         "split": "val",
         "metric": "ndcg@10",
         "profile_default": {"learning_rate": QUICK.star_learning_rate, "steps": QUICK.star_steps},
+        "command": "python -m bench.experiment_tuning --run DIR --learning-rates "
+        + " ".join(f"{lr:g}" for lr in args.learning_rates)
+        + f" --steps {args.steps} --arms "
+        + " ".join(args.arms),
         "curves": results,
         "machine": machine_info(),
     }

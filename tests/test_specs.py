@@ -134,4 +134,4 @@ def test_an_experiment_can_override_every_profile_field_but_its_name() -> None:
 
     assert set(ProfileOverrides.model_fields) == {f.name for f in fields(Profile)} - {"name"}
     spec = build_spec(ExperimentSpec, [parse_assignments(["overrides.generate_passages=7"])])
-    assert spec.recipe.generate_passages == 7 and spec.recipe.star_steps == 40
+    assert spec.recipe.generate_passages == 7 and spec.recipe.star_steps == 80

@@ -13,6 +13,7 @@ from hardneg.service.pipelines.experiment.profiles import (
     CONTROL,
     DEFAULT_METHODS,
     ArmMethod,
+    PrecisionChoice,
     Profile,
     ProfileName,
     get_profile,
@@ -36,6 +37,7 @@ class ProfileOverrides(Spec):
     adore_learning_rate: float | None = Field(None, gt=0, le=1)
     adore_top_k: int | None = Field(None, ge=1, le=10_000)
     max_doc_length: int | None = Field(None, ge=8, le=8192)
+    precision: PrecisionChoice | None = None
     eval_steps: int | None = Field(None, ge=0, le=100_000)
     seeds: int | None = Field(None, ge=1, le=20)
     reranker_queries: int | None = Field(None, ge=1, le=1_000_000)
