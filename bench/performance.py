@@ -1,11 +1,14 @@
 """Performance benchmark: the speed levers of issue 16, each measured side by side in one run.
 
     nice -n 10 python -m bench.performance --only encoder [--data DIR] [--speed-docs 1000]
+    python -m bench.performance --only main_job [--report bench/results/.../report.json]
 
 Each ``--only`` section is measured on its own and merged into
 ``bench/results/performance.json`` (read, replace that one section, write atomically), so the
 sections can be run, and rerun, independently. Every section carries its own machine block with
 the load average before and after.
+
+``main_job``: the wall seconds of a fresh quick experiment and where they went, from its report.
 
 ``encoder``: the default bi-encoder (all-MiniLM-L6-v2) under every backend of
 ``hardneg.core.backends``, exported into a fresh workspace. Documents per second come from the
@@ -215,8 +218,47 @@ def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, A
     return section
 
 
+STAGE_GROUPS = (  # (group, stage-name prefixes) in the order the experiment runs them
+    ("bm25 and dense mining (corpus encoding)", ("mine-bm25", "probe-bm25", "mine-dense")),
+    ("cross-encoder: training", ("reranker-",)),
+    ("cross-encoder: mining", ("mine-cross-encoder", "probe-cross-encoder")),
+    ("llm negatives", ("mine-llm", "probe-llm")),
+    ("training (summed over processes)", ("train-",)),
+    ("test scoring", ("test-", "scores")),
+)
+
+
+def main_job_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
+    """Where the main job's wall time went, read from the report of a fresh quick run
+    (``python -m bench.experiment`` writes it): stage seconds grouped, and the wall seconds.
+    Training runs two processes at a time, so its summed seconds exceed its wall share."""
+    report = json.loads(args.report.read_text())
+    stages: dict[str, float] = report["stage_seconds"]
+    groups = {
+        name: round(sum(v for k, v in stages.items() if k.startswith(prefixes)), 1)
+        for name, prefixes in STAGE_GROUPS
+    }
+    others = [v for k, v in groups.items() if not k.startswith("training")]
+    section = {
+        "report": str(args.report),
+        "wall_seconds": report["wall_seconds"],
+        "fresh_data_directory": report.get("fresh_data_directory"),
+        "stage_seconds": groups,
+        # what the wall time leaves for training (and the stages' own bookkeeping)
+        "training_wall_seconds": round(report["wall_seconds"] - sum(others), 1),
+        "numerics": report["settings"].get("numerics"),
+        "budget": report["budget"],
+        "target_seconds": 900,
+        "within_target": report["wall_seconds"] <= 900,
+        "run_machine": report.get("machine"),
+    }
+    save(section)
+    return section
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Save], dict[str, Any]]] = {
     "encoder": encoder_section,
+    "main_job": main_job_section,
 }
 
 
@@ -257,6 +299,12 @@ def main() -> None:
         type=Path,
         help="a stored torch fp32 matrix of this corpus (an EmbeddingStore .npy, key checked): "
         "its rows after the speed documents are reused instead of encoded again",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=REPO / "bench" / "results" / "experiment-quick-scifact" / "report.json",
+        help="main_job: the fresh quick run's report",
     )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument(
