@@ -13,11 +13,10 @@ from pathlib import Path
 
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
 from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.cache import Cache
 from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
-from hardneg.core.progress import Progress, no_progress
+from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
@@ -30,7 +29,8 @@ from hardneg.miners.llm.queries import (
     generate_queries,
     write_generated_queries,
 )
-from hardneg.service.pipelines.data import default_cache, find_dataset, refuse_foreign_output
+from hardneg.service.pipelines.context import PipelineContext
+from hardneg.service.pipelines.data import find_dataset, refuse_foreign_output
 from hardneg.service.settings import Settings
 from hardneg.service.specs import GenerateSpec
 
@@ -91,23 +91,16 @@ def query_config(spec: GenerateSpec) -> QueryGenConfig:
 
 
 def run_generate_queries(
-    spec: GenerateSpec,
-    data: str,
-    settings: Settings,
-    output: Path,
-    progress: Progress = no_progress,
-    cache: Cache | None = None,
+    spec: GenerateSpec, data: str, context: PipelineContext
 ) -> GenerateQueriesResult:
     """Generate and filter queries for ``data`` (a BEIR folder or dataset name), then write
-    ``output`` whole (or not at all).
-
-    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
-    """
+    ``context.output`` whole (or not at all)."""
+    settings, output, progress = context.settings, context.output, context.progress
     refuse_foreign_output(output, SUMMARY_FILE)
     template = query_template(spec.prompt_file)  # fail on a bad prompt before any work
     config = query_config(spec)
     workspace = Workspace(settings.home)
-    cache = default_cache(settings, cache) if spec.cache else None
+    cache = context.cache_or_disk() if spec.cache else None
     started = time.perf_counter()
     folder = find_dataset(data, settings, progress)
     corpus = load_corpus(find_corpus_file(folder))
