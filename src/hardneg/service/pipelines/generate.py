@@ -12,9 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
-from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.dense import DenseIndexConfig
-from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
@@ -25,7 +22,7 @@ from hardneg.miners.llm.queries import (
     QueryGenConfig,
     TextRetriever,
     bm25_retriever,
-    dense_retriever,
+    corpus_dense_retriever,
     generate_queries,
     write_generated_queries,
 )
@@ -66,15 +63,10 @@ def make_retriever(
     progress: Progress,
 ) -> TextRetriever:
     if spec.round_trip == "bm25":
-        params = BM25Params()
-        folder = workspace.bm25_dir(corpus.fingerprint, params)
-        return bm25_retriever(BM25Index.load_or_build(folder, corpus, params, progress))
+        return bm25_retriever(workspace.bm25_index(corpus, progress=progress))
     name, exports = spec.encoder or settings.model, workspace.encoder_exports
     model = load_encoder(name, settings.device, None, settings.encoder_backend, exports)
-    vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
-    stem = EmbeddingKey.for_model(corpus, model).stem
-    index = workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig())
-    return dense_retriever(index, model)
+    return corpus_dense_retriever(model, corpus, workspace, progress)
 
 
 def query_config(spec: GenerateSpec) -> QueryGenConfig:

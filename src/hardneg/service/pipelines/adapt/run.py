@@ -28,15 +28,13 @@ from typing import Any
 
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
-from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.dense import DenseIndexConfig
-from hardneg.core.embeddings import EmbeddingKey
+from hardneg.core.bm25 import BM25Index
 from hardneg.core.encoders import load_encoder
 from hardneg.miners.cross_encoder import load_cross_encoder
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
-from hardneg.miners.llm.queries import TextRetriever, bm25_retriever, dense_retriever
+from hardneg.miners.llm.queries import TextRetriever, bm25_retriever, corpus_dense_retriever
 from hardneg.miners.llm.training_queries import TrainingQueryConfig, training_queries
 from hardneg.miners.pair_scores import CrossEncoderScorer, HybridScorer, PairScorer
 from hardneg.miners.pair_scores import score_mined_file as score_file
@@ -101,9 +99,7 @@ class Adaptation(StagedRun):
     # --- shared pieces, loaded on first use ------------------------------------------------
     def bm25(self, corpus: Corpus) -> BM25Index:
         if self._bm25 is None:
-            params = BM25Params()
-            folder = self.workspace.bm25_dir(corpus.fingerprint, params)
-            self._bm25 = BM25Index.load_or_build(folder, corpus, params, self.progress)
+            self._bm25 = self.workspace.bm25_index(corpus, progress=self.progress)
         return self._bm25
 
     def scorer(self, corpus: Corpus) -> PairScorer:
@@ -124,11 +120,7 @@ class Adaptation(StagedRun):
         if self.spec.queries.round_trip == "bm25":
             return bm25_retriever(self.bm25(corpus))
         model = load_encoder(self.model, self.settings.device)
-        vectors = self.workspace.embeddings.encode_corpus(model, corpus, progress=self.progress)
-        stem = EmbeddingKey.for_model(corpus, model).stem
-        return dense_retriever(
-            self.workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig()), model
-        )
+        return corpus_dense_retriever(model, corpus, self.workspace, self.progress)
 
     # --- stages ----------------------------------------------------------------------------
     def queries(self, source: Path, corpus: Corpus) -> GeneratedQueries:
