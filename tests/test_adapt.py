@@ -26,6 +26,7 @@ from hardneg.service.jobs.registry import KINDS
 from hardneg.service.pipelines.adapt.data import split_by_passage
 from hardneg.service.pipelines.adapt.run import run_adapt
 from hardneg.service.pipelines.adapt.spec import AdaptSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
 from tests.test_llm_fakes import Reply, fake_openai, user_text
@@ -86,7 +87,7 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
     output = tmp_path / "run"
     with fake_openai(responder) as server:
         spec = _spec(server.url)
-        result = run_adapt(spec, str(corpus), settings, output)
+        result = run_adapt(spec, str(corpus), PipelineContext(settings, output))
         calls = len(server.requests)
         report = result.report
         # generated: 2 bootstrap passages x 2, then 12 passages x 2; kept share from the counts
@@ -116,10 +117,10 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
         scored = [json.loads(x) for x in (output / "scored" / "mined.jsonl").open()]
         assert all(None not in row["negative_scores"] for row in scored)
         # a rerun continues from the recorded stages: no LLM call, the same answer
-        again = run_adapt(spec, str(corpus), settings, output)
+        again = run_adapt(spec, str(corpus), PipelineContext(settings, output))
         assert len(server.requests) == calls and again.model == result.model
         with pytest.raises(FileExistsError, match="other settings"):
-            run_adapt(_spec(server.url, seed=9), str(corpus), settings, output)
+            run_adapt(_spec(server.url, seed=9), str(corpus), PipelineContext(settings, output))
 
 
 def test_do_no_harm_returns_the_base_model(corpus: Path, tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_do_no_harm_returns_the_base_model(corpus: Path, tmp_path: Path) -> None
             server.url, train={"steps": 4, "eval_steps": 2, "batch_size": 4,
                                "learning_rate": 0.5, "max_doc_length": 32},
         )  # fmt: skip
-        result = run_adapt(spec, str(corpus), settings, tmp_path / "run")
+        result = run_adapt(spec, str(corpus), PipelineContext(settings, tmp_path / "run"))
     assert not result.adapted and result.model == "all-MiniLM-L6-v2"
     assert "the base model is returned unchanged" in result.report["decision"]
     validation = result.report["validation"]

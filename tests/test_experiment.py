@@ -21,6 +21,7 @@ from hardneg.core.beir import DataError, load_qrels, load_split
 from hardneg.core.bm25 import BM25Index
 from hardneg.service.cli import app
 from hardneg.service.commands.experiment import comparison_table
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.experiment.data import split_roles
 from hardneg.service.pipelines.experiment.profiles import get_profile
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
@@ -112,11 +113,11 @@ def finished(scifact_slice: Path, settings: Settings, tmp_path_factory: pytest.T
     output = tmp_path_factory.mktemp("experiment") / "report"
     request = ExperimentSpec(data=str(source), overrides=SMALL, seed=3, seeds=SEEDS)
     with pytest.raises(DataError, match=r"test\.tsv"):
-        run_experiment(request, settings, output)
+        run_experiment(request, PipelineContext(settings, output))
     trained_first = sorted(p.name for p in (output / "stages").glob("train-*.json"))
     test_stages = sorted(p.name for p in (output / "stages").glob("test-*.json"))
     test_qrels.write_bytes(kept)
-    result = run_experiment(request, settings, output)
+    result = run_experiment(request, PipelineContext(settings, output))
     return result, request, output, {"trained": trained_first, "tested": test_stages}
 
 
@@ -216,7 +217,7 @@ def test_a_rerun_continues_from_the_recorded_stages(finished, settings: Settings
     kept = {p.name: p.stat().st_mtime_ns for p in (output / "stages").iterdir() if p != stage}
     stage.unlink()
     (output / "report.json").unlink()
-    again = run_experiment(request, settings, output)
+    again = run_experiment(request, PipelineContext(settings, output))
     assert stage.is_file()
     assert {
         p.name: p.stat().st_mtime_ns for p in (output / "stages").iterdir() if p != stage
@@ -235,7 +236,7 @@ def test_generated_queries_train_every_arm_even_with_a_train_split(
         data=str(scifact_slice), overrides=small, methods=("bm25",), seed=3, seeds=1,
         queries="generated",
     )  # fmt: skip
-    result = run_experiment(request, settings, output)
+    result = run_experiment(request, PipelineContext(settings, output))
     assert result.report["queries"] == "generated"
     assert result.report["budget"]["generated_training_queries"] is True
     generated = load_qrels(output / "generated" / "qrels" / "train.tsv")
@@ -261,7 +262,7 @@ def test_a_corpus_without_training_queries_gets_llm_written_ones(
     (source / "qrels" / "train.tsv").unlink()
     small = SMALL | {"generate_passages": 16, "eval_steps": 0}
     request = ExperimentSpec(data=str(source), overrides=small, methods=("bm25",), seed=3, seeds=1)
-    result = run_experiment(request, settings, tmp_path / "report")
+    result = run_experiment(request, PipelineContext(settings, tmp_path / "report"))
     assert result.report["budget"]["generated_training_queries"] is True
     assert result.report["false_negative_probe"]["bm25"]["hidden_positives"] >= 0
 

@@ -16,6 +16,7 @@ from hardneg.miners.job import MINERS
 from hardneg.miners.output import LAYOUTS
 from hardneg.miners.spec import METHODS, MineSpec
 from hardneg.service.commands.mine import register
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.mine import MANIFEST_FILE, run_mining
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
@@ -35,7 +36,9 @@ def test_bm25_mining_writes_every_file_and_reuses_the_cache(data: Path, tmp_path
     settings = Settings(home=tmp_path / "home")
     cache = DiskCache(tmp_path / "cache")
     request = request_for(data, filters=FilterConfig(num_negatives=2))
-    result = run_mining(request, str(data), settings, tmp_path / "out", cache=cache)
+    result = run_mining(
+        request, str(data), PipelineContext(settings, tmp_path / "out", cache=cache)
+    )
     expected = {
         "mined",
         "mined_meta",
@@ -60,7 +63,7 @@ def test_bm25_mining_writes_every_file_and_reuses_the_cache(data: Path, tmp_path
     assert (cache.hits, cache.misses) == (0, 1)
 
     again = run_mining(
-        request, str(data), settings, tmp_path / "out", cache=cache
+        request, str(data), PipelineContext(settings, tmp_path / "out", cache=cache)
     )  # replaces its own output
     assert cache.hits == 1 and list(read_mined(again.files["mined"])) == rows
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
@@ -69,7 +72,7 @@ def test_bm25_mining_writes_every_file_and_reuses_the_cache(data: Path, tmp_path
 def test_a_cancelled_run_leaves_the_previous_output_untouched(data: Path, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     output = tmp_path / "out"
-    first = run_mining(request_for(data), str(data), settings, output)
+    first = run_mining(request_for(data), str(data), PipelineContext(settings, output))
     before = first.files["mined"].read_bytes()
 
     class CancelledError(Exception):
@@ -81,7 +84,7 @@ def test_a_cancelled_run_leaves_the_previous_output_untouched(data: Path, tmp_pa
 
     changed = request_for(data, filters=FilterConfig(num_negatives=1))
     with pytest.raises(CancelledError):
-        run_mining(changed, str(data), settings, output, cancel_mid_write)
+        run_mining(changed, str(data), PipelineContext(settings, output, cancel_mid_write))
     assert first.files["mined"].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["animals", "home", "out"]
 
@@ -91,7 +94,9 @@ def test_refuses_to_replace_a_folder_it_did_not_write(data: Path, tmp_path: Path
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not empty"):
-        run_mining(request_for(data), str(data), Settings(home=tmp_path / "home"), foreign)
+        run_mining(
+            request_for(data), str(data), PipelineContext(Settings(home=tmp_path / "home"), foreign)
+        )
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert not (foreign / MANIFEST_FILE).exists()
 

@@ -15,6 +15,7 @@ from hardneg.miners.filters import FilterConfig
 from hardneg.miners.job import MiningJob
 from hardneg.miners.probe import count_returned, hide_positives
 from hardneg.miners.spec import MineSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.mine import false_negative_probe, run_mining
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
@@ -101,7 +102,7 @@ def test_mining_stats_report_the_probe_instead_of_a_judged_negative_count(
         layouts=("triplet",),
         formats=("jsonl",),
     )
-    result = run_mining(request, str(crystals), settings, tmp_path / "out")
+    result = run_mining(request, str(crystals), PipelineContext(settings, tmp_path / "out"))
     stats = json.loads(result.files["stats"].read_text())
     assert "false_negative_fraction" not in stats  # 0 by construction: removed
     probe = stats["false_negative_probe"]

@@ -32,6 +32,7 @@ from hardneg.core.cache import cache_key
 from hardneg.miners.spec import MineSpec
 from hardneg.service.cache import RedisCache
 from hardneg.service.jobs.services import Services
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
 from tests.test_reliability_faults import upload_beir, upload_scifact_slice
@@ -86,7 +87,7 @@ def solo_rows(stack: Stack, corpus_id: str, params: dict[str, Any], home: Path) 
     """The mined rows of the same request computed in this process, from nothing."""
     spec = MineSpec.model_validate(params)
     data = str(stack.home / "corpora" / corpus_id)
-    result = run_mining(spec, data, Settings(home=home), home / "out")
+    result = run_mining(spec, data, PipelineContext(Settings(home=home), home / "out"))
     lines = result.files["mined"].read_text().splitlines()
     return [json.loads(line) for line in lines]
 

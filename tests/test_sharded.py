@@ -18,6 +18,7 @@ from hardneg.core.sharded import MainRankCache, Shards, shared_cache
 from hardneg.miners.disk_cache import DiskCache
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.spec import MineSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
 from tests.conftest import write_beir
@@ -59,7 +60,9 @@ def test_two_gloo_ranks_encode_and_mine_like_one_process(scifact_dir: Path, tmp_
     assert "assembled 2 shards" in done.stderr
 
     request = MineSpec(split="test", method="dense", filters=FilterConfig(num_negatives=5))
-    run_mining(request, str(data), Settings(home=tmp_path / "home-one"), tmp_path / "one")
+    run_mining(
+        request, str(data), PipelineContext(Settings(home=tmp_path / "home-one"), tmp_path / "one")
+    )
 
     two, two_meta = embeddings_of(tmp_path / "home-two")
     one, _one_meta = embeddings_of(tmp_path / "home-one")

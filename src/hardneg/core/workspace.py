@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from hardneg.core.bm25 import BM25Params
+from hardneg.core.beir import Corpus
+from hardneg.core.bm25 import BM25Index, BM25Params
 from hardneg.core.cache import cache_key
 from hardneg.core.dense import DenseIndex, DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingStore
+from hardneg.core.progress import Progress, no_progress
 
 DEFAULT_HOME_ENV = "HARDNEG_HOME"
 
@@ -51,6 +53,15 @@ class Workspace:
     def bm25_dir(self, corpus_fingerprint: str, params: BM25Params) -> Path:
         params_id = cache_key("bm25", params.model_dump()).split(":")[1][:12]
         return self.root / "indexes" / "bm25" / f"{corpus_fingerprint}-{params_id}"
+
+    def bm25_index(
+        self, corpus: Corpus, params: BM25Params | None = None, progress: Progress = no_progress
+    ) -> BM25Index:
+        """The BM25 index of ``corpus`` under ``params``: loaded when saved, else built and saved
+        (every BM25 user reads one folder per corpus and parameters)."""
+        params = params or BM25Params()
+        folder = self.bm25_dir(corpus.fingerprint, params)
+        return BM25Index.load_or_build(folder, corpus, params, progress)
 
     def faiss_dir(self, embedding_stem: str, config: DenseIndexConfig) -> Path:
         config_id = cache_key("faiss", config.structure()).split(":")[1][:12]

@@ -84,8 +84,7 @@ def bm25_candidates(
     key = bm25_key(split, params, depth)
 
     def compute() -> CandidateLists:
-        folder = workspace.bm25_dir(split.corpus.fingerprint, params)
-        index = BM25Index.load_or_build(folder, split.corpus, params, progress)
+        index = workspace.bm25_index(split.corpus, params, progress)
         return search_candidates(split, index, depth, progress)
 
     return cached_candidates(cache, key, compute)

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from hardneg.core.index_params import BM25Params, DenseIndexConfig, DenseSearch
 from hardneg.core.spec import Section, Spec, server_owned
 from hardneg.miners.filters import FilterConfig
-from hardneg.miners.llm.backends import BackendConfig
+from hardneg.miners.llm.backends import BackendConfig, server_llm
 from hardneg.miners.llm.prompts import NegativeVariant
 
 Method = Literal["bm25", "dense", "cross-encoder", "llm"]
@@ -91,10 +91,7 @@ class MineSpec(Spec):
     cache: bool = Field(True, description="reuse cached candidate lists and LLM outputs")
     probe: bool = Field(True, description="also run the false-negative probe (into stats)")
     llm: LLMNegatives = Field(default_factory=LLMNegatives)
-    backend: BackendConfig = Field(
-        default_factory=BackendConfig,
-        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
-    )
+    backend: BackendConfig = server_llm()
 
     @model_validator(mode="after")
     def _processes_are_for_dense(self) -> MineSpec:

@@ -27,6 +27,7 @@ from hardneg.core.spec import build_spec, parse_assignments, read_spec_file
 from hardneg.core.workspace import Workspace
 from hardneg.miners.dense import ENCODE_CHUNK
 from hardneg.miners.spec import MineSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.data import dataset_split
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.settings import Settings
@@ -74,7 +75,7 @@ def mine(args: argparse.Namespace, settings: Settings, progress: Progress) -> No
     shards = Shards.current()
     given = mine_spec(args)
     spec = MineSpec.model_validate(given.model_dump() | {"processes": shards.world_size})
-    result = run_mining(spec, args.data, settings, args.output, progress)
+    result = run_mining(spec, args.data, PipelineContext(settings, args.output, progress))
     if shards.is_main:
         if args.result is not None:
             files = {name: str(path) for name, path in result.files.items()}

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from hardneg.core.index_params import BM25Params, DenseIndexConfig, DenseSearch
 from hardneg.core.spec import Spec, server_owned
-from hardneg.miners.llm.backends import BackendConfig
+from hardneg.miners.llm.backends import BackendConfig, server_llm
 from hardneg.miners.spec import SPLIT_PATTERN
 from hardneg.service.jobs.corpora import NAME_PATTERN
 
@@ -66,7 +66,4 @@ class GenerateSpec(Spec):
     max_passage_chars: int = Field(1500, ge=100, le=20000, description="passages are cut to this")
     skip_failures: bool = Field(False, description="count failed LLM calls instead of stopping")
     cache: bool = Field(True, description="reuse cached LLM outputs")
-    llm: BackendConfig = Field(
-        default_factory=BackendConfig,
-        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
-    )
+    llm: BackendConfig = server_llm()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hardneg.core.beir import BeirSplit, Corpus, load_split
-from hardneg.core.bm25 import BM25Index, BM25Params
+from hardneg.core.bm25 import BM25Params
 from hardneg.core.dense import DenseIndexConfig
 from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import encode_texts
@@ -56,10 +56,8 @@ def evaluate_bm25(
     params: BM25Params | None = None,
     progress: Progress = no_progress,
 ) -> RetrievalEvaluation:
-    params = params or BM25Params()
     started = time.perf_counter()
-    folder = workspace.bm25_dir(split.corpus.fingerprint, params)
-    index = BM25Index.load_or_build(folder, split.corpus, params, progress)
+    index = workspace.bm25_index(split.corpus, params, progress)
     indexed = time.perf_counter()
     query_ids = list(split.queries)
     results = index.search([split.queries[q] for q in query_ids], query_ids, EVAL_DEPTH, progress)

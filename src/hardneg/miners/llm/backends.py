@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from hardneg.core.spec import Section
+from hardneg.core.spec import Section, server_owned
 from hardneg.miners.llm.client import LLMClient
 from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig
 from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
@@ -59,6 +59,15 @@ class BackendConfig(Section):
         if self.backend == "openai":
             return {"backend": self.backend, "base_url": self.base_url, "model": self.model}
         return {"backend": self.backend, "model": self.model or "SmolLM2-135M-Instruct (default)"}
+
+
+def server_llm() -> Any:
+    """The ``BackendConfig`` field of a spec whose LLM the service fills in from its settings
+    (``Settings.llm_config``): a request cannot point the workers at another endpoint."""
+    return Field(
+        default_factory=BackendConfig,
+        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
+    )
 
 
 @contextlib.contextmanager

@@ -22,10 +22,12 @@ from hardneg.core.atomic import atomic_path
 from hardneg.core.beir import Corpus, find_corpus_file
 from hardneg.core.bm25 import BM25Index
 from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndex
+from hardneg.core.dense import DenseIndex, DenseIndexConfig
+from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import encode_texts
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.results import SearchResults
+from hardneg.core.workspace import Workspace
 from hardneg.miners.llm.client import LLMClient, LLMError, SamplingParams
 from hardneg.miners.llm.generation import GenerationJob, GenerationStats, generate_all
 from hardneg.miners.llm.parsing import (
@@ -69,6 +71,17 @@ def dense_retriever(
         return index.search(vectors, [str(i) for i in range(len(queries))], k)
 
     return search
+
+
+def corpus_dense_retriever(
+    model: SentenceTransformer, corpus: Corpus, workspace: Workspace, progress: Progress
+) -> TextRetriever:
+    """:func:`dense_retriever` over all of ``corpus``: its embeddings from the workspace's store
+    (encoded once per corpus and model), a flat index over them."""
+    vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
+    stem = EmbeddingKey.for_model(corpus, model).stem
+    index = workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig())
+    return dense_retriever(index, model)
 
 
 @dataclass(frozen=True)

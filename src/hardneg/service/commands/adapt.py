@@ -62,11 +62,11 @@ FLAGS = ("model", "teacher", "cross_encoder", "seed", "llm_backend", "llm_model"
 
 
 def run(spec: AdaptSpec, settings: Settings, given: dict[str, Any]) -> None:
-    from hardneg.service.commands.progress_bars import ProgressBars
+    from hardneg.service.commands.progress_bars import cli_context
     from hardneg.service.pipelines.adapt.run import run_adapt
 
-    with ProgressBars(console) as progress:
-        result = run_adapt(spec, given["data"], settings, given["output"], progress)
+    with cli_context(console, settings, given["output"]) as context:
+        result = run_adapt(spec, given["data"], context)
     console.print(summary_table(result))
     console.print(f"report in {result.output / 'report.json'}")
 

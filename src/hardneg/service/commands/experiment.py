@@ -50,13 +50,13 @@ FLAGS = (
 
 
 def run(spec: ExperimentSpec, settings: Settings, given: dict[str, Any]) -> None:
-    from hardneg.service.commands.progress_bars import ProgressBars
+    from hardneg.service.commands.progress_bars import cli_context
     from hardneg.service.pipelines.experiment.run import run_experiment
 
     output = given["output"]
     folder = output or settings.home / "experiments" / f"{Path(spec.data).name}-{spec.profile}"
-    with ProgressBars(console) as progress:
-        result = run_experiment(spec, settings, folder, progress)
+    with cli_context(console, settings, folder) as context:
+        result = run_experiment(spec, context)
     console.print(comparison_table(result.report))
     console.print(verdict_sentence(result.report).replace("**", ""))
     console.print(

@@ -48,11 +48,11 @@ FLAGS = (
 
 
 def run(spec: GenerateSpec, settings: Settings, given: dict[str, Any]) -> None:
-    from hardneg.service.commands.progress_bars import ProgressBars
+    from hardneg.service.commands.progress_bars import cli_context
     from hardneg.service.pipelines.generate import run_generate_queries
 
-    with ProgressBars(console) as progress:
-        result = run_generate_queries(spec, given["data"], settings, given["output"], progress)
+    with cli_context(console, settings, given["output"]) as context:
+        result = run_generate_queries(spec, given["data"], context)
     console.print(summary_table(result))
 
 

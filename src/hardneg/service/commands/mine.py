@@ -57,13 +57,13 @@ FLAGS = (
 
 
 def run(spec: MineSpec, settings: Settings, given: dict[str, Any]) -> None:
-    from hardneg.service.commands.progress_bars import ProgressBars
+    from hardneg.service.commands.progress_bars import cli_context
     from hardneg.service.pipelines.mine import run_mining
 
     if not given["denoise"]:
         spec = spec.model_copy(update={"denoise_margin": None})
-    with ProgressBars(console) as progress:
-        result = run_mining(spec, given["data"], settings, given["output"], progress)
+    with cli_context(console, settings, given["output"]) as context:
+        result = run_mining(spec, given["data"], context)
     console.print(summary_table(result))
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -12,6 +17,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichProgress
+
+from hardneg.service.pipelines.context import PipelineContext
+
+if TYPE_CHECKING:
+    from hardneg.service.settings import Settings
 
 
 class ProgressBars:
@@ -42,3 +52,11 @@ class ProgressBars:
             task = self._bars.add_task(stage, total=total or None)
             self._tasks[stage] = task
         self._bars.update(task, completed=done, total=total or None)
+
+
+@contextmanager
+def cli_context(console: Console, settings: Settings, output: Path) -> Iterator[PipelineContext]:
+    """A pipeline run by a command: into ``output``, its progress as bars on ``console``, the
+    data directory's disk cache."""
+    with ProgressBars(console) as progress:
+        yield PipelineContext(settings, output, progress)

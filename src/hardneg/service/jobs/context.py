@@ -14,6 +14,7 @@ from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.service.jobs.corpora import CorpusRecord, CorpusStore
 from hardneg.service.jobs.paths import PathRefusedError, resolve_model_ref
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,6 +36,11 @@ class JobContext:
     corpora: CorpusStore
     publish: Callable[[Mapping[str, object]], None]  # interim stats (e.g. a metrics history)
     event: Callable[[str], None]  # adds a line to the record's events (this attempt only)
+
+    def pipeline(self, output: Path) -> PipelineContext:
+        """What a pipeline writing into ``output`` runs with: this job's settings, progress
+        (so a cancel stops it) and Redis cache."""
+        return PipelineContext(self.settings, output, self.progress, self.cache)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,9 @@ from typing import Any
 
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import BeirSplit, load_split
-from hardneg.core.cache import Cache
 from hardneg.core.download import DEFAULT_TIMEOUT, download_beir, validate_dataset_name
 from hardneg.core.progress import Progress, no_progress
 from hardneg.core.workspace import Workspace
-from hardneg.miners.disk_cache import DiskCache
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,11 +65,6 @@ def dataset_split(
 ) -> BeirSplit:
     """One split of the dataset ``data`` names (:func:`find_dataset`)."""
     return load_split(find_dataset(data, settings, progress), split)
-
-
-def default_cache(settings: Settings, cache: Cache | None) -> Cache:
-    """``cache`` (the service passes Redis), else a ``DiskCache`` under the data directory."""
-    return cache if cache is not None else DiskCache(Workspace(settings.home).root / "cache")
 
 
 def refuse_foreign_output(output: Path, marker: str) -> None:

@@ -1,13 +1,11 @@
-"""The ``evaluate`` job: one retriever on one BEIR split, metrics written as JSON."""
+"""The ``evaluate`` job: one retriever on one BEIR split."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hardneg.core.atomic import write_text_atomic
 from hardneg.core.backends import BackendChoice
 from hardneg.core.encoders import load_encoder
 from hardneg.core.progress import Progress, no_progress
@@ -38,12 +36,10 @@ def load_models(
 
 
 def run_evaluation(
-    spec: EvaluateSpec,
-    data: str,
-    settings: Settings,
-    output: Path | None = None,
-    progress: Progress = no_progress,
+    spec: EvaluateSpec, data: str, settings: Settings, progress: Progress = no_progress
 ) -> RetrievalEvaluation:
+    """One retriever on one split; the caller writes what it wants of the result (the command
+    a metrics file, the job its artifacts)."""
     workspace = Workspace(settings.home)
     split = dataset_split(data, spec.split, settings, progress)
     logger.info(
@@ -69,10 +65,4 @@ def run_evaluation(
             progress=progress,
             query_model=query_model,
         )
-    if output is not None:
-        payload = result.summary() | {
-            "data": data,
-            "per_query": result.evaluation.per_query,
-        }
-        write_text_atomic(output, json.dumps(payload, indent=2))
     return result

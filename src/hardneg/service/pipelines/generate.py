@@ -12,12 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
-from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndexConfig
-from hardneg.core.embeddings import EmbeddingKey
 from hardneg.core.encoders import load_encoder
-from hardneg.core.progress import Progress, no_progress
+from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
@@ -26,11 +22,12 @@ from hardneg.miners.llm.queries import (
     QueryGenConfig,
     TextRetriever,
     bm25_retriever,
-    dense_retriever,
+    corpus_dense_retriever,
     generate_queries,
     write_generated_queries,
 )
-from hardneg.service.pipelines.data import default_cache, find_dataset, refuse_foreign_output
+from hardneg.service.pipelines.context import PipelineContext
+from hardneg.service.pipelines.data import find_dataset, refuse_foreign_output
 from hardneg.service.settings import Settings
 from hardneg.service.specs import GenerateSpec
 
@@ -66,15 +63,10 @@ def make_retriever(
     progress: Progress,
 ) -> TextRetriever:
     if spec.round_trip == "bm25":
-        params = BM25Params()
-        folder = workspace.bm25_dir(corpus.fingerprint, params)
-        return bm25_retriever(BM25Index.load_or_build(folder, corpus, params, progress))
+        return bm25_retriever(workspace.bm25_index(corpus, progress=progress))
     name, exports = spec.encoder or settings.model, workspace.encoder_exports
     model = load_encoder(name, settings.device, None, settings.encoder_backend, exports)
-    vectors = workspace.embeddings.encode_corpus(model, corpus, progress=progress)
-    stem = EmbeddingKey.for_model(corpus, model).stem
-    index = workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig())
-    return dense_retriever(index, model)
+    return corpus_dense_retriever(model, corpus, workspace, progress)
 
 
 def query_config(spec: GenerateSpec) -> QueryGenConfig:
@@ -91,23 +83,16 @@ def query_config(spec: GenerateSpec) -> QueryGenConfig:
 
 
 def run_generate_queries(
-    spec: GenerateSpec,
-    data: str,
-    settings: Settings,
-    output: Path,
-    progress: Progress = no_progress,
-    cache: Cache | None = None,
+    spec: GenerateSpec, data: str, context: PipelineContext
 ) -> GenerateQueriesResult:
     """Generate and filter queries for ``data`` (a BEIR folder or dataset name), then write
-    ``output`` whole (or not at all).
-
-    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
-    """
+    ``context.output`` whole (or not at all)."""
+    settings, output, progress = context.settings, context.output, context.progress
     refuse_foreign_output(output, SUMMARY_FILE)
     template = query_template(spec.prompt_file)  # fail on a bad prompt before any work
     config = query_config(spec)
     workspace = Workspace(settings.home)
-    cache = default_cache(settings, cache) if spec.cache else None
+    cache = context.cache_or_disk() if spec.cache else None
     started = time.perf_counter()
     folder = find_dataset(data, settings, progress)
     corpus = load_corpus(find_corpus_file(folder))

@@ -29,12 +29,8 @@ from hardneg.miners.output import write_outputs
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned, hide_positives
 from hardneg.miners.spec import MineSpec
 from hardneg.miners.stats import write_stats
-from hardneg.service.pipelines.data import (
-    dataset_split,
-    default_cache,
-    find_dataset,
-    refuse_foreign_output,
-)
+from hardneg.service.pipelines.context import PipelineContext
+from hardneg.service.pipelines.data import dataset_split, find_dataset, refuse_foreign_output
 from hardneg.service.pipelines.processes import mine_in_processes
 from hardneg.service.settings import Settings
 
@@ -130,33 +126,26 @@ def write_run(
     return files | {"manifest": output / MANIFEST_FILE}, stats
 
 
-def run_mining(
-    spec: MineSpec,
-    data: str,
-    settings: Settings,
-    output: Path,
-    progress: Progress = no_progress,
-    cache: Cache | None = None,
-) -> MineResult:
+def run_mining(spec: MineSpec, data: str, context: PipelineContext) -> MineResult:
     """Mine ``spec.method`` negatives for ``data`` (a BEIR folder or dataset name) into
-    ``output``; returns paths and stats.
+    ``context.output``; returns paths and stats.
 
-    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis);
-    ``spec.cache`` false mines without any. A dense spec with ``processes > 1`` runs in that many
-    ``torch.distributed`` processes (``pipelines.processes``; inside them, every rank calls this
-    and rank 0 writes ``output``): the same negatives as one process.
+    ``spec.cache`` false mines without a cache. A dense spec with ``processes > 1`` runs in that
+    many ``torch.distributed`` processes (``pipelines.processes``; inside them, every rank calls
+    this and rank 0 writes the output): the same negatives as one process.
     """
+    settings, output, progress = context.settings, context.output, context.progress
     shards = Shards.current() if spec.processes > 1 else Shards()
     if spec.processes > 1 and not shards.distributed:
         started = time.perf_counter()
         folder = str(find_dataset(data, settings, progress))
-        launched = mine_in_processes(spec, folder, settings, output, progress)
+        launched = mine_in_processes(spec, folder, context)
         seconds = dict(launched.seconds) | {"processes": time.perf_counter() - started}
         return MineResult(output, launched.files, launched.stats, seconds)
     miner = miner_for(spec.method)
     if shards.is_main:
         refuse_foreign_output(output, MANIFEST_FILE)
-    cache = default_cache(settings, cache) if spec.cache else None
+    cache = context.cache_or_disk() if spec.cache else None
     started = time.perf_counter()
     job = make_job(spec, data, settings, cache)
     loaded = time.perf_counter()

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.spec import MineSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -92,14 +92,10 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
     child.wait()
 
 
-def mine_in_processes(
-    spec: MineSpec,
-    data: str,
-    settings: Settings,
-    output: Path,
-    progress: Progress = no_progress,
-) -> Launched:
-    """Run ``spec`` in ``spec.processes`` ranks; the files, stats and seconds rank 0 reported."""
+def mine_in_processes(spec: MineSpec, data: str, context: PipelineContext) -> Launched:
+    """Run ``spec`` in ``spec.processes`` ranks into ``context.output`` (``context.cache`` is not
+    theirs); the files, stats and seconds rank 0 reported."""
+    settings, output, progress = context.settings, context.output, context.progress
     check_devices(spec.processes, settings.device)
     stage = STAGE.format(n=spec.processes)
     with tempfile.TemporaryDirectory(prefix="hardneg-processes-") as scratch:

@@ -33,7 +33,7 @@ def run(spec: AdaptSpec, context: JobContext) -> JobOutcome:
     spec = resolve_model_refs(spec, MODEL_FIELDS, settings, default="model")
     spec = spec.model_copy(update={"llm": settings.llm_config()})
     folder = run_folder(context, RUN_FOLDER)
-    result = run_adapt(spec, str(corpus.path), settings, folder, context.progress, context.cache)
+    result = run_adapt(spec, str(corpus.path), context.pipeline(folder))
     report = result.report
     artifacts = {REPORT_FILE: folder / REPORT_FILE}
     model = str(spec.model)

@@ -79,7 +79,7 @@ def run(params: EvaluateSpec, context: JobContext) -> JobOutcome:
         if params.retriever == "dense":
             with_model = params.model_copy(update={"model": params.model or context.settings.model})
             spec = resolve_model_refs(with_model, MODEL_FIELDS, context.settings)
-        result = run_evaluation(spec, str(corpus.path), context.settings, None, context.progress)
+        result = run_evaluation(spec, str(corpus.path), context.settings, context.progress)
         run_hits = result.results.to_run()
         evaluation = result.evaluation
         summary = {"retriever": result.retriever, "split": result.split, "seconds": result.seconds}

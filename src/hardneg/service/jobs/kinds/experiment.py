@@ -29,7 +29,7 @@ def run(spec: ExperimentSpec, context: JobContext) -> JobOutcome:
     spec = resolve_model_refs(spec, MODEL_FIELDS, settings, default="model")
     spec = spec.model_copy(update={"data": str(corpus.path), "llm": settings.llm_config()})
     folder = run_folder(context, RUN_FOLDER)
-    result = run_experiment(spec, settings, folder, context.progress, context.cache)
+    result = run_experiment(spec, context.pipeline(folder))
     report = result.report
     keys = ("dataset", "profile", "queries", "stages", "budget", "baselines", "methods")
     verdict = ("best_method", "top_arm", "indistinguishable", "false_negative_probe")

@@ -33,9 +33,7 @@ def run(spec: GenerateSpec, context: JobContext) -> JobOutcome:
     spec = spec.model_copy(update={"llm": settings.llm_config()})
     corpus_id = generated_corpus_id(context.job_id)
     folder = corpora_root(settings.home) / corpus_id
-    result = run_generate_queries(
-        spec, str(source.path), settings, folder, context.progress, context.cache
-    )
+    result = run_generate_queries(spec, str(source.path), context.pipeline(folder))
     fields = ready_fields(
         source.fingerprint or "",
         source.documents,

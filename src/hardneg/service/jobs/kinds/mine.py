@@ -30,7 +30,7 @@ def run(spec: MineSpec, context: JobContext) -> JobOutcome:
     spec = resolve_model_refs(spec, MODEL_FIELDS, settings)
     spec = spec.model_copy(update={"backend": settings.llm_config()})
     folder = context.output_dir / MINED_FOLDER
-    result = run_mining(spec, str(corpus.path), settings, folder, context.progress, context.cache)
+    result = run_mining(spec, str(corpus.path), context.pipeline(folder))
     artifacts = {path.name: path for path in result.files.values()}
     artifacts[MINED_FOLDER] = folder  # published last, as mined.tar.gz
     return JobOutcome(

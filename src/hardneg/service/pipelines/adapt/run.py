@@ -28,17 +28,13 @@ from typing import Any
 
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.beir import Corpus, find_corpus_file, load_corpus
-from hardneg.core.bm25 import BM25Index, BM25Params
-from hardneg.core.cache import Cache
-from hardneg.core.dense import DenseIndexConfig
-from hardneg.core.embeddings import EmbeddingKey
+from hardneg.core.bm25 import BM25Index
 from hardneg.core.encoders import load_encoder
-from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.cross_encoder import load_cross_encoder
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.llm.backends import open_client
 from hardneg.miners.llm.client import SamplingParams
-from hardneg.miners.llm.queries import TextRetriever, bm25_retriever, dense_retriever
+from hardneg.miners.llm.queries import TextRetriever, bm25_retriever, corpus_dense_retriever
 from hardneg.miners.llm.training_queries import TrainingQueryConfig, training_queries
 from hardneg.miners.pair_scores import CrossEncoderScorer, HybridScorer, PairScorer
 from hardneg.miners.pair_scores import score_mined_file as score_file
@@ -47,10 +43,10 @@ from hardneg.service.pipelines.adapt.data import VAL_SPLIT, split_by_passage, wr
 from hardneg.service.pipelines.adapt.report import AdaptStages, build_report
 from hardneg.service.pipelines.adapt.spec import AdaptSpec
 from hardneg.service.pipelines.adapt.stages import GeneratedQueries, MinedNegatives, TeacherScores
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.data import claim_output, find_dataset
 from hardneg.service.pipelines.experiment.stages import StagedRun, Trained
 from hardneg.service.pipelines.mine import run_mining
-from hardneg.service.settings import Settings
 from hardneg.trainers.config import config_from_mapping
 from hardneg.trainers.launch import trainer_for
 
@@ -94,16 +90,8 @@ def query_config(spec: AdaptSpec) -> TrainingQueryConfig:
 class Adaptation(StagedRun):
     """One adapt run into ``output`` (see the module docstring)."""
 
-    def __init__(
-        self,
-        spec: AdaptSpec,
-        data: str,
-        settings: Settings,
-        output: Path,
-        progress: Progress,
-        cache: Cache | None,
-    ) -> None:
-        super().__init__(settings, output, progress, cache, spec.model)
+    def __init__(self, spec: AdaptSpec, data: str, context: PipelineContext) -> None:
+        super().__init__(context, spec.model)
         self.spec, self.data = spec, data
         self._scorer: PairScorer | None = None
         self._bm25: BM25Index | None = None
@@ -111,9 +99,7 @@ class Adaptation(StagedRun):
     # --- shared pieces, loaded on first use ------------------------------------------------
     def bm25(self, corpus: Corpus) -> BM25Index:
         if self._bm25 is None:
-            params = BM25Params()
-            folder = self.workspace.bm25_dir(corpus.fingerprint, params)
-            self._bm25 = BM25Index.load_or_build(folder, corpus, params, self.progress)
+            self._bm25 = self.workspace.bm25_index(corpus, progress=self.progress)
         return self._bm25
 
     def scorer(self, corpus: Corpus) -> PairScorer:
@@ -134,11 +120,7 @@ class Adaptation(StagedRun):
         if self.spec.queries.round_trip == "bm25":
             return bm25_retriever(self.bm25(corpus))
         model = load_encoder(self.model, self.settings.device)
-        vectors = self.workspace.embeddings.encode_corpus(model, corpus, progress=self.progress)
-        stem = EmbeddingKey.for_model(corpus, model).stem
-        return dense_retriever(
-            self.workspace.dense_index(vectors, corpus.ids, stem, DenseIndexConfig()), model
-        )
+        return corpus_dense_retriever(model, corpus, self.workspace, self.progress)
 
     # --- stages ----------------------------------------------------------------------------
     def queries(self, source: Path, corpus: Corpus) -> GeneratedQueries:
@@ -187,8 +169,8 @@ class Adaptation(StagedRun):
             formats=("jsonl",),
             probe=False,
         )
-        output = self.output / "mined"
-        result = run_mining(spec, str(data), self.settings, output, self.progress)
+        mined = PipelineContext(self.settings, self.output / "mined", self.progress)  # disk cache
+        result = run_mining(spec, str(data), mined)
         return MinedNegatives(mined=str(result.files["mined"]), stats=dict(result.stats))
 
     def teacher(self, mined: Path, corpus: Corpus) -> TeacherScores:
@@ -248,18 +230,9 @@ class Adaptation(StagedRun):
         return AdaptResult(self.output, report["model"], report["adapted"], report)
 
 
-def run_adapt(
-    spec: AdaptSpec,
-    data: str,
-    settings: Settings,
-    output: Path,
-    progress: Progress = no_progress,
-    cache: Cache | None = None,
-) -> AdaptResult:
+def run_adapt(spec: AdaptSpec, data: str, context: PipelineContext) -> AdaptResult:
     """Run (or continue) an adapt run of the corpus ``data`` names (a BEIR folder, only its
-    corpus read, or a dataset name) into ``output``; returns the model to use and the report.
-
-    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
-    """
-    claim_output(output, REQUEST_FILE, spec.describe(data), "an adapt run")
-    return Adaptation(spec, data, settings, output, progress, cache).run()
+    corpus read, or a dataset name) into ``context.output``; returns the model to use and the
+    report."""
+    claim_output(context.output, REQUEST_FILE, spec.describe(data), "an adapt run")
+    return Adaptation(spec, data, context).run()

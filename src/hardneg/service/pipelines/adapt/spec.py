@@ -14,8 +14,8 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from hardneg.core.spec import Spec, server_owned
-from hardneg.miners.llm.backends import BackendConfig
+from hardneg.core.spec import Spec
+from hardneg.miners.llm.backends import BackendConfig, server_llm
 
 Prompt = Literal["zero-shot", "few-shot"]
 Teacher = Literal["hybrid", "cross-encoder"]
@@ -97,10 +97,7 @@ class AdaptSpec(Spec):
     queries: QueryOptions = Field(default_factory=QueryOptions)
     train: TrainOptions = Field(default_factory=TrainOptions)
 
-    llm: BackendConfig = Field(
-        default_factory=BackendConfig,
-        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
-    )
+    llm: BackendConfig = server_llm()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

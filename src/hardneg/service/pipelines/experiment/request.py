@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from hardneg.core.spec import Spec, server_owned
-from hardneg.miners.llm.backends import BackendConfig
+from hardneg.miners.llm.backends import BackendConfig, server_llm
 from hardneg.service.pipelines.experiment.data import QuerySource
 from hardneg.service.pipelines.experiment.profiles import (
     CONTROL,
@@ -80,10 +80,7 @@ class ExperimentSpec(Spec):
         "human", description="train on the train split, or on LLM-written queries"
     )
     overrides: ProfileOverrides = Field(default_factory=ProfileOverrides)
-    llm: BackendConfig = Field(
-        default_factory=BackendConfig,
-        json_schema_extra=server_owned("the server's LLM (HARDNEG_LLM_*)"),
-    )
+    llm: BackendConfig = server_llm()
 
     @field_validator("methods")
     @classmethod

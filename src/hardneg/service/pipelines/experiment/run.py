@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from hardneg.core.beir import load_split
-from hardneg.core.cache import Cache
 from hardneg.core.negatives import read_mined
-from hardneg.core.progress import Progress, no_progress
 from hardneg.miners.filters import FilterConfig
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned
 from hardneg.miners.spec import LLMNegatives, MineSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.data import claim_output, find_dataset
 from hardneg.service.pipelines.experiment.arms import control_rows, write_arm_file
 from hardneg.service.pipelines.experiment.data import (
@@ -65,7 +64,6 @@ from hardneg.service.pipelines.experiment.stages import (
 from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
 from hardneg.service.pipelines.generate import run_generate_queries
 from hardneg.service.pipelines.mine import run_mining
-from hardneg.service.settings import Settings
 from hardneg.service.specs import GenerateSpec
 
 logger = logging.getLogger(__name__)
@@ -83,22 +81,14 @@ class ExperimentResult:
 class Experiment(StagedRun):
     """One run of the experiment into ``output`` (see the module docstring)."""
 
-    def __init__(
-        self,
-        request: ExperimentSpec,
-        settings: Settings,
-        output: Path,
-        progress: Progress,
-        cache: Cache | None,
-    ) -> None:
-        super().__init__(settings, output, progress, cache, request.model)
+    def __init__(self, request: ExperimentSpec, context: PipelineContext) -> None:
+        super().__init__(context, request.model)
         self.request = request
         self.profile = request.recipe
         # one encoder backend for mining, the frozen documents of training and the test scores:
         # the corpus is encoded once, and every arm is scored against the documents it trained on
-        self.recipe = Recipe(
-            self.profile, self.model, output / "data", settings.device, settings.encoder_backend
-        )
+        device, backend = context.settings.device, context.settings.encoder_backend
+        self.recipe = Recipe(self.profile, self.model, context.output / "data", device, backend)
         self.reranker: dict[str, Any] | None = None  # the cross-encoder trained here, if any
 
     # --- data -----------------------------------------------------------------------------
@@ -129,9 +119,7 @@ class Experiment(StagedRun):
             encoder=self.model,
         )
         if not (folder / "qrels" / "train.tsv").is_file():
-            run_generate_queries(
-                spec, str(source), self.settings, folder, self.progress, self.cache
-            )
+            run_generate_queries(spec, str(source), self.context.into(folder))
         return folder
 
     # --- negatives ------------------------------------------------------------------------
@@ -164,7 +152,7 @@ class Experiment(StagedRun):
             backend=self.request.llm,
         )
         data = str(self.output / "data")
-        result = run_mining(spec, data, self.settings, folder, self.progress, self.cache)
+        result = run_mining(spec, data, self.context.into(folder))
         return Mined(
             mined=str(result.files["mined"]),
             stats_file=str(result.files["stats"]),
@@ -259,7 +247,9 @@ class Experiment(StagedRun):
         caller's loop then reads their recorded stages (or trains them itself, with one)."""
         workers = worker_count(self.settings.train_processes, self.settings.device)
         if workers > 1 and len(runs) > 1:
-            job = functools.partial(train_in_worker, self.request, self.settings, self.output)
+            # a context the workers can unpickle: no progress callback, the disk cache
+            context = PipelineContext(self.settings, self.output)
+            job = functools.partial(train_in_worker, self.request, context)
             train_in_parallel(runs, job, min(workers, len(runs)), self.progress)
 
     def test_scores(self, name: str, model: str | None) -> Scored:
@@ -351,25 +341,17 @@ class Experiment(StagedRun):
         return ExperimentResult(self.output, report, files)
 
 
-def train_in_worker(request: ExperimentSpec, settings: Settings, output: Path, run: ArmRun) -> None:
+def train_in_worker(request: ExperimentSpec, context: PipelineContext, run: ArmRun) -> None:
     """A worker process's job: train one (arm, seed), recording its stages (:mod:`.parallel`)."""
-    experiment = Experiment(request, settings, output, no_progress, None)
+    experiment = Experiment(request, context)
     experiment.train_arm(run.arm, run.training_file, run.rows, run.seed)
 
 
-def run_experiment(
-    request: ExperimentSpec,
-    settings: Settings,
-    output: Path,
-    progress: Progress = no_progress,
-    cache: Cache | None = None,
-) -> ExperimentResult:
-    """Run (or continue) the experiment into ``output``; returns the report and its files.
-
-    ``cache`` defaults to a ``DiskCache`` under the data directory (the service passes Redis).
-    """
-    claim_output(output, REQUEST_FILE, describe(request), "an experiment")
-    return Experiment(request, settings, output, progress, cache).run()
+def run_experiment(request: ExperimentSpec, context: PipelineContext) -> ExperimentResult:
+    """Run (or continue) the experiment into ``context.output``; returns the report and its
+    files."""
+    claim_output(context.output, REQUEST_FILE, describe(request), "an experiment")
+    return Experiment(request, context).run()
 
 
 def describe(request: ExperimentSpec) -> dict[str, Any]:

@@ -13,16 +13,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.progress import Progress
-
-if TYPE_CHECKING:  # the workspace imports FAISS: not for `hardneg experiment --help`
-    from hardneg.core.cache import Cache
-    from hardneg.service.settings import Settings
+from hardneg.service.pipelines.context import PipelineContext
 
 logger = logging.getLogger(__name__)
 
@@ -145,22 +142,16 @@ class Stages:
 
 
 class StagedRun:
-    """What a run into ``output`` that records its stages (an experiment, an adapt run) works
-    with: the data directory, the cache, the bi-encoder it starts from and its ``Stages``."""
+    """What a run that records its stages (an experiment, an adapt run) works with: its
+    context, the data directory, the cache, the bi-encoder it starts from and its ``Stages``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        output: Path,
-        progress: Progress,
-        cache: Cache | None,
-        model: str | None,
-    ) -> None:
+    def __init__(self, context: PipelineContext, model: str | None) -> None:
         from hardneg.core.workspace import Workspace
-        from hardneg.service.pipelines.data import default_cache
 
-        self.settings, self.output, self.progress = settings, output, progress
-        self.workspace = Workspace(settings.home)
-        self.cache = default_cache(settings, cache)
-        self.model = model or settings.model
-        self.stages = Stages(output / "stages", progress)
+        self.cache = context.cache_or_disk()
+        self.context = replace(context, cache=self.cache)  # the pipelines it calls share it
+        self.settings, self.output = context.settings, context.output
+        self.progress = context.progress
+        self.workspace = Workspace(self.settings.home)
+        self.model = model or self.settings.model
+        self.stages = Stages(self.output / "stages", self.progress)
