@@ -29,6 +29,7 @@ from hardneg.core.spec import build_spec, parse_assignments
 from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.adapt.run import run_adapt
 from hardneg.service.pipelines.adapt.spec import AdaptSpec
+from hardneg.service.pipelines.context import PipelineContext
 from hardneg.service.pipelines.evaluate import load_models
 from hardneg.service.settings import Settings
 from hardneg.trainers.evaluation import RetrievalEvaluation, evaluate_bm25, evaluate_dense
@@ -60,7 +61,7 @@ def run_collection(
 ) -> dict[str, Any]:
     spec = build_spec(AdaptSpec, [overrides], "--set")
     started = time.perf_counter()
-    result = run_adapt(spec, str(folder), settings, runs / name)
+    result = run_adapt(spec, str(folder), PipelineContext(settings, runs / name))
     adapt_seconds = time.perf_counter() - started
     # the test split is read from here on only
     split = load_split(folder, "test")
