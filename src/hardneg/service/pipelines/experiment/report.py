@@ -221,7 +221,10 @@ def _delta(comparison: Mapping[str, Any] | None) -> str:
 
 
 def _p(comparison: Mapping[str, Any] | None) -> str:
-    return "-" if not comparison else f"{comparison['p_holm']:.3f}"
+    if not comparison:
+        return "-"
+    p = float(comparison["p_holm"])
+    return "<0.001" if p < 0.001 else f"{p:.3f}"  # never "0.000": a p-value is not zero
 
 
 TABLE_HEADER = ["arm", "nDCG@10", "Δ none ±CI95", "p Holm", "R@100", "+ADORE"]
