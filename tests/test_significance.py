@@ -97,5 +97,19 @@ def test_the_report_says_when_the_control_beats_every_source() -> None:
 
     beaten = {"best_method": None, "top_arm": "none", "indistinguishable": ["none"]}
     assert verdict_sentence(beaten).startswith("No source helps: the control arm (none")
-    tied = {"best_method": None, "top_arm": "none", "indistinguishable": ["none", "llm"]}
-    assert "cannot be told apart from llm" in verdict_sentence(tied)
+    worse = {"delta": -0.03, "p_holm": 0.001}
+    tied = {
+        "best_method": None,
+        "top_arm": "none",
+        "indistinguishable": ["none", "llm"],
+        "methods": {
+            "llm": {"vs_control": {"delta": -0.01, "p_holm": 0.11}},
+            "dense": {"vs_control": worse},
+            "bm25": {"vs_control": {"delta": -0.02, "p_holm": 0.04}},
+        },
+    }
+    sentence = verdict_sentence(tied)
+    assert sentence.startswith("No source helps: the control arm (none")
+    assert "llm cannot be told apart from it, and dense, bm25 are significantly worse" in sentence
+    top_source = {"best_method": None, "top_arm": "llm", "indistinguishable": ["llm", "none"]}
+    assert "the top arm (llm) cannot be told apart from none" in verdict_sentence(top_source)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hardneg.core.atomic import write_text_atomic
+from hardneg.core.significance import ALPHA
 from hardneg.service.pipelines.experiment.comparison import (
     METRIC,
     Verdict,
@@ -264,6 +265,19 @@ def verdict_sentence(report: Mapping[str, Any]) -> str:
             f"No source helps: the control arm ({CONTROL}, in-batch negatives only) is "
             f"significantly better than every source (Holm-corrected paired t-tests, α = 0.05, "
             f"on {METRIC})."
+        )
+    if report["top_arm"] == CONTROL:
+        others = ", ".join(a for a in report["indistinguishable"] if a != CONTROL)
+        worse = [
+            arm
+            for arm, entry in report.get("methods", {}).items()
+            if (c := entry.get("vs_control")) and c["delta"] < 0 and c["p_holm"] < ALPHA
+        ]
+        return (
+            f"No source helps: the control arm ({CONTROL}, in-batch negatives only) is on top; "
+            f"{others} cannot be told apart from it"
+            + (f", and {', '.join(worse)} are significantly worse" if worse else "")
+            + f" (Holm-corrected paired t-tests, α = 0.05, on {METRIC})."
         )
     return (
         f"No arm is significantly better than every other: the top arm "
