@@ -17,8 +17,8 @@ thread count too (the batched context's threads), so ``batched_speedup_same_thre
 batching alone buys. Reported per configuration: outputs and tokens per second (tokens: the
 outputs tokenized again with the model's tokenizer), how many outputs equal the sequential ones
 exactly, and how many pass the negatives parser. The section's ``batched`` is the concurrency
-with the most outputs per second, which is what ``hardneg.miners.llm.backends``'s
-``DEFAULT_CONCURRENCY`` was set from.
+with the most outputs per second; ``hardneg.miners.llm.backends``'s ``DEFAULT_CONCURRENCY``
+says how it was chosen from these figures.
 
 Written by read-modify-write of only the ``llm`` key, like ``bench.performance``'s sections.
 """

@@ -16,7 +16,10 @@ from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
 
 Backend = Literal["llama_cpp", "openai"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
-DEFAULT_CONCURRENCY = 8  # the fastest of 4, 8, 16: bench/results/performance.json, llm
+# bench/results/performance.json, llm, quiet 2-core machine: 4, 8 and 16 take 50.5, 47.0 and
+# 46.3 s for 64 prompts (one at a time: 50.2 s); 8 keeps more outputs equal to one-at-a-time
+# ones (62 vs 57 of 64) for 1.5% less speed than 16
+DEFAULT_CONCURRENCY = 8
 
 
 class BackendConfig(Section):
