@@ -49,10 +49,11 @@ BACKENDS: tuple[EncoderBackend, ...] = get_args(EncoderBackend)
 BackendChoice = EncoderBackend | Literal["auto"]
 # ``auto`` on a CPU: int8 was to be the default only if it kept nDCG@10 within 0.005 of fp32.
 # bench/performance.py, SciFact test (bench/results/performance.json, "encoder"): nDCG@10
-# 0.6478 int8 vs 0.6451 torch fp32 (loss -0.0027), 1.36x the documents per second (2-core AVX2).
+# 0.6442 int8 vs 0.6451 torch fp32 (loss 0.0009), 2.42x the documents per second, the fastest
+# of the six backends (2-core EPYC, all six in one run).
 CPU_DEFAULT: EncoderBackend = "onnx-int8"
 # torch-bf16 is not the default even with native bf16: on this project's EPYC (AVX512-BF16) it
-# encoded 51 documents/s against onnx-int8's 55 and torch fp32's 24 (bench/performance.py, one
+# encoded 2.13x torch fp32's documents/s against onnx-int8's 2.42x (bench/performance.py, one
 # run, interleaved), though much closer to fp32 (min cosine 0.99997 vs 0.988).
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of native bf16 math
 EXPORT_RECIPE = 1  # bump when the export or quantization changes: new folders, new fingerprints
