@@ -85,10 +85,36 @@ def check_devices(processes: int, device: str | None) -> None:
             )
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc``; empty where it cannot be read)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found += children
+                pending += children
+    return found
+
+
 def _stop(child: subprocess.Popen[bytes]) -> None:
-    """Kill the launcher and its ranks (one process group) and reap the launcher."""
+    """Kill the launcher, its ranks and theirs, and reap the launcher.
+
+    torchrun starts every rank in a session of its own (``start_new_session``), so killing the
+    launcher's process group alone leaves the ranks running until their next collective finds
+    the launcher's store gone; under load that took over 30 s. The ranks are found before the
+    launcher dies (after, they belong to init), and each one's own group is killed with it.
+    """
+    ranks = _descendants(child.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     child.wait()
 
 
