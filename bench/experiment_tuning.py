@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine_info
+from bench.performance import merge_section
 from hardneg.core.atomic import write_text_atomic
 from hardneg.core.negatives import read_mined
 from hardneg.core.workspace import Workspace
@@ -119,8 +120,7 @@ def precision_check(args: argparse.Namespace, recipe: Recipe, workspace: Workspa
                     }
                 results.setdefault(arm, {})[precision] = entry
                 logger.info("%s %s: %s", arm, precision, entry)
-    existing = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {}
-    existing["precision"] = {
+    section = {
         "what": "the profile's comparison stage then ADORE, per training precision (autocast; "
         "losses in fp32), seed 13, validation nDCG@10 curves and wall seconds per stage",
         "command": "python -m bench.experiment_tuning --run DIR --precisions "
@@ -130,7 +130,7 @@ def precision_check(args: argparse.Namespace, recipe: Recipe, workspace: Workspa
         "runs": results,
         "machine": machine_info(),
     }
-    write_text_atomic(OUTPUT, json.dumps(existing, indent=2) + "\n")
+    merge_section(OUTPUT, "precision", section)
     logger.info("wrote %s", OUTPUT)
 
 

@@ -158,11 +158,14 @@ def reuse_stored(path: Path, split: BeirSplit, model: Any) -> dict[str, Any]:
     return {"rest_of_corpus_from": str(path)}
 
 
+LOW_PRECISION = (("int8", "onnx-int8"), ("bf16", "torch-bf16"))  # (key prefix, backend)
+
+
 def int8_summary(results: dict[str, dict[str, float | None]]) -> dict[str, Any]:
     """onnx-int8 and torch-bf16 against torch fp32: speed ratio and nDCG@10 lost (for each that
     has both measured), under ``int8_*`` and ``bf16_*``."""
     fp32, summary = results["torch"], dict[str, Any]()
-    for prefix, backend in (("int8", "onnx-int8"), ("bf16", "torch-bf16")):
+    for prefix, backend in LOW_PRECISION:
         low = results.get(backend)
         if low is None or fp32.get("ndcg@10") is None or low.get("ndcg@10") is None:
             continue
@@ -207,7 +210,7 @@ def cross_encoder_speed(split: BeirSplit, home: Path, pairs: int) -> dict[str, A
         "max_length": RERANK_MAX_LENGTH,
         "pairs_per_s": {name: len(pool) / s for name, s in seconds.items()},
     }
-    for prefix, name in (("int8", "onnx-int8"), ("bf16", "torch-bf16")):
+    for prefix, name in LOW_PRECISION:
         if name in scores:
             rho = spearmanr(scores["torch"], scores[name]).statistic
             section |= {

@@ -5,7 +5,8 @@ the tokenizer's inputs, by name, returning the token embeddings. The two runtime
 same inputs and return ``{output: tensor}`` (``last_hidden_state`` for a bi-encoder, ``logits``
 for a cross-encoder), as the Hugging Face model does, so the rest of the sentence-transformers
 model (pooling, normalisation, ``encode``, ``predict``) runs unchanged.
-They hold no parameters: the weights live in the exported graph.
+They hold no parameters: the weights live in the exported graph (``Bf16Transformer``, which runs
+the torch model itself, is the exception).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class OpenVinoTransformer(_GraphTransformer):
         return {self.output: torch.from_numpy(np.asarray(result[self.compiled.output(0)]))}
 
 
-class Bf16Transformer(torch.nn.Module):
+class Bf16Transformer(_GraphTransformer):
     """The Hugging Face model itself, run under CPU bfloat16 autocast (``torch-bf16``).
 
     Autocast computes the matrix products in bfloat16 and keeps layer norms, softmax and the
@@ -97,17 +98,8 @@ class Bf16Transformer(torch.nn.Module):
     """
 
     def __init__(self, model: torch.nn.Module, output: str) -> None:
-        super().__init__()
+        super().__init__(model.config, output)
         self.model = model
-        self.output = output
-
-    @property
-    def config(self) -> Any:
-        return self.model.config
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
 
     def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn import functional
 
+from hardneg.core.backends import cpu_has_native_bf16
 from hardneg.core.encoders import uses_cosine
 
 if TYPE_CHECKING:
@@ -83,8 +84,6 @@ def resolve_precision(choice: str, device: str) -> str:
     thread of this project's EPYC), else fp32; any other choice is returned as it is."""
     if choice != "auto":
         return choice
-    from hardneg.core.backends import cpu_has_native_bf16
-
     return "bf16" if device.startswith("cpu") and cpu_has_native_bf16() else "fp32"
 
 

@@ -110,11 +110,9 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
     ranks = _descendants(child.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
-    for pid in ranks:
+    for pid in ranks:  # a group inside the launcher's session: never the worker's own
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(os.getpgid(pid), signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
     child.wait()
 
 

@@ -260,12 +260,6 @@ def verdict_sentence(report: Mapping[str, Any]) -> str:
             f"(Holm-corrected paired t-tests, α = 0.05, on {METRIC})."
         )
     tied = ", ".join(report["indistinguishable"])
-    if report["top_arm"] == CONTROL and report["indistinguishable"] == [CONTROL]:
-        return (
-            f"No source helps: the control arm ({CONTROL}, in-batch negatives only) is "
-            f"significantly better than every source (Holm-corrected paired t-tests, α = 0.05, "
-            f"on {METRIC})."
-        )
     if report["top_arm"] == CONTROL:
         others = ", ".join(a for a in report["indistinguishable"] if a != CONTROL)
         worse = [
@@ -273,11 +267,15 @@ def verdict_sentence(report: Mapping[str, Any]) -> str:
             for arm, entry in report.get("methods", {}).items()
             if (c := entry.get("vs_control")) and c["delta"] < 0 and c["p_holm"] < ALPHA
         ]
-        return (
-            f"No source helps: the control arm ({CONTROL}, in-batch negatives only) is on top; "
-            f"{others} cannot be told apart from it"
+        standing = (
+            f"is on top; {others} cannot be told apart from it"
             + (f", and {', '.join(worse)} are significantly worse" if worse else "")
-            + f" (Holm-corrected paired t-tests, α = 0.05, on {METRIC})."
+            if others
+            else "is significantly better than every source"
+        )
+        return (
+            f"No source helps: the control arm ({CONTROL}, in-batch negatives only) {standing} "
+            f"(Holm-corrected paired t-tests, α = 0.05, on {METRIC})."
         )
     return (
         f"No arm is significantly better than every other: the top arm "

@@ -51,12 +51,17 @@ class Recipe:
     device: str | None
     backend: BackendChoice = "torch"  # runs the frozen document encoder (as mining and scoring)
 
+    @property
+    def precision(self) -> str:
+        """The profile's training precision as resolved for this machine's device."""
+        return resolve_precision(self.profile.precision, pick_device(self.device))
+
     def numerics(self) -> dict[str, str]:
         """What the profile's ``auto`` choices became on this machine (for the report)."""
         device = pick_device(self.device)
         return {
             "device": device,
-            "training_precision": resolve_precision(self.profile.precision, device),
+            "training_precision": self.precision,
             "encoder_backend": resolve_backend(self.backend, device),
         }
 
@@ -93,7 +98,7 @@ class Recipe:
             "seed": seed,
             "top_k": profile.adore_top_k,
             "document_backend": self.backend,
-            "precision": resolve_precision(profile.precision, pick_device(self.device)),
+            "precision": self.precision,
         }
         if self.device:
             values["device"] = self.device
