@@ -38,13 +38,14 @@ logger = logging.getLogger("bench.adapt")
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg@10", "recall@100")
 DEFAULT_SPEC: dict[str, object] = {
-    "queries.passages": 70,
-    "queries.per_passage": 2,
-    "queries.bootstrap_passages": 4,
+    "queries.passages": 300,
+    "queries.per_passage": 1,
+    "queries.per_call": 3,
+    "queries.bootstrap_passages": 6,
     "queries.max_passage_chars": 400,
     "train.val_share": 0.25,
-    "train.steps": 100,
-    "train.eval_steps": 20,
+    "train.steps": 300,
+    "train.eval_steps": 25,
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 from hardneg.core.beir import DataError, load_qrels
 from hardneg.core.spec import build_spec, read_spec_file
 from hardneg.miners.llm.backends import BackendConfig
-from hardneg.miners.llm.parsing import DropReport
+from hardneg.miners.llm.parsing import DropReport, split_questions
 from hardneg.miners.llm.queries import GeneratedQuery
 from hardneg.miners.llm.training_queries import (
     LOW_SCORE,
@@ -52,16 +52,26 @@ DOCS = [
 
 
 def responder(payload: dict[str, object]) -> Reply:
-    """A query from the last passage in the prompt: its content words, as a question."""
-    passage = user_text(payload).rsplit("Text:", 1)[-1]
+    """Queries from the last passage in the prompt: its content words, as questions, one per
+    line (two of them when a list was asked for)."""
+    passage = user_text(payload).rsplit("Text:", 1)[-1].split("\n\nWrite")[0]
     words = [w for w in re.findall(r"[a-z']+", passage.lower()) if len(w) > 4][:5]
     seed = int(payload.get("seed") or 0)
-    return Reply(content=f"what do {' '.join(words[seed % 2 :])} mean?")
+    first = f"what do {' '.join(words[seed % 2 :])} mean?"
+    if "one per line" not in user_text(payload):
+        return Reply(content=first)
+    return Reply(content=f"{first}\nwhy does {' '.join(words[:2])} matter?")
 
 
 def _spec(url: str, **spec: object) -> AdaptSpec:
     base: dict[str, object] = {
-        "queries": {"passages": 12, "per_passage": 2, "bootstrap_passages": 2, "keep_share": 0.8},
+        "queries": {
+            "passages": 12,
+            "per_passage": 2,
+            "per_call": 2,
+            "bootstrap_passages": 2,
+            "keep_share": 0.8,
+        },
         "train": {
             "steps": 4,
             "eval_steps": 2,
@@ -90,11 +100,13 @@ def test_adapt_runs_end_to_end_and_resumes(corpus: Path, tmp_path: Path) -> None
         result = run_adapt(spec, str(corpus), PipelineContext(settings, output))
         calls = len(server.requests)
         report = result.report
-        # generated: 2 bootstrap passages x 2, then 12 passages x 2; kept share from the counts
+        # calls: 2 bootstrap passages x 1, then 12 passages x 2, each answered with a list of
+        # two questions: 48 generated; the kept share is from the counts
         queries = report["queries"]
-        assert queries["generated"] == 24 and calls == 28
+        assert queries["generated"] == 48 and calls == 26
         assert queries["kept"] + sum(queries["dropped"].values()) == queries["generated"]
-        assert queries["kept_share"] == pytest.approx(queries["kept"] / 24, abs=1e-4)
+        assert queries["kept_share"] == pytest.approx(queries["kept"] / 48, abs=1e-4)
+        assert report["queries"]["prompt"]["examples_from"] == "bootstrap"
         assert queries["dropped"].get(LOW_SCORE, 0) >= 1  # the score filter kept the top 80%
         assert report["queries"]["prompt"]["name"] == "few-shot-query"
         # train and validation queries come from disjoint passages; no test query is used
@@ -179,11 +191,27 @@ def test_split_by_passage_keeps_a_passages_queries_together() -> None:
     assert len({q.doc_ids[0] for q in split.val}) == 1
 
 
-def test_few_shot_template_shows_the_examples_and_escapes_dollars() -> None:
-    template = few_shot_template([("costs $5 a day", "how much does it cost")])
-    user = template.render({"passage": "new text"})[-1].content
-    assert user.endswith("Text: new text\nQuestion:") and "costs $5 a day" in user
-    assert template.version != few_shot_template([("other", "q")]).version
+def test_few_shot_template_shows_worked_exchanges_before_the_passage() -> None:
+    template = few_shot_template(
+        [("costs $5 a day", ["how much does it cost?", "is it cheap?"])], 2
+    )
+    messages = template.render({"passage": "new text"})
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1].content.startswith("Text: costs $5 a day")  # literal: no substitution
+    assert messages[2].content == "how much does it cost?\nis it cheap?"
+    assert messages[3].content == (
+        "Text: new text\n\nWrite two different short questions that this text answers, "
+        "one per line."
+    )
+    assert template.version != few_shot_template([("other", ["q"])], 2).version
+    assert template.version != few_shot_template([("costs $5 a day", ["q"])], 3).version
+
+
+def test_a_list_generation_splits_into_questions() -> None:
+    raw = "1. what is a wolf?\n2. how do wolves hunt? why in packs?\n\nHere you go:"
+    assert split_questions(raw, 5) == ["what is a wolf?", "how do wolves hunt?", "why in packs?"]
+    assert split_questions(raw, 2) == ["what is a wolf?", "how do wolves hunt?"]
+    assert split_questions("   ", 3) == ["   "]  # nothing in it: cleaned, and dropped as empty
 
 
 def test_the_adapt_job_validates_runs_and_publishes(tmp_path: Path) -> None:
@@ -231,7 +259,7 @@ def test_the_adapt_job_validates_runs_and_publishes(tmp_path: Path) -> None:
                     services.close()
                 job = client.get(f"/v1/jobs/{job_id}").json()
                 stats = job["stats"]
-                assert stats["queries"]["generated"] == 24 and "decision" in stats
+                assert stats["queries"]["generated"] == 48 and "decision" in stats
                 expected = f"job:{job_id}" if stats["adapted"] else "all-MiniLM-L6-v2"
                 assert stats["model"] == expected
                 report = client.get(f"/v1/jobs/{job_id}/artifacts/report.json")

@@ -131,6 +131,27 @@ def _content_lines(raw: str) -> list[str]:
     return [line for line in lines if line and not _PREAMBLE.match(line) and not line.endswith(":")]
 
 
+_AFTER_QUESTION = re.compile(r"(?<=\?)\s+(?=\S)")
+
+
+def split_questions(raw: str, limit: int) -> list[str]:
+    """The first ``limit`` questions of a generation asked for a list, one per line: its content
+    lines (bullets, labels and preambles stripped), a line holding several questions cut after
+    each ``?``. ``[raw]`` when there are none, so the caller's cleaning names why."""
+    pieces = [
+        piece
+        for line in _content_lines(raw)
+        for piece in _AFTER_QUESTION.split(line)
+        if piece.strip()
+    ]
+    return pieces[:limit] or [raw]
+
+
+def whole(raw: str) -> list[str]:
+    """A generation taken as one text (the split of a generation asked for one item)."""
+    return [raw]
+
+
 def is_repetitive(text: str, min_unique: float = 0.5) -> bool:
     """Mostly the same few tokens again and again, or barely any letters."""
     tokens = words(text)
@@ -280,11 +301,13 @@ def usable_outputs(
     clean: Callable[[int, str], Parsed],
     skip_failures: bool,
     report: DropReport,
+    split: Callable[[str], list[str]] = whole,
 ) -> Iterator[tuple[int, str]]:
     """``(source, text)`` of every usable generation, in order; output ``i`` was written for
-    source ``i // per_source`` and is cleaned by ``clean(source, output)``. A failed call is
-    raised (or, with ``skip_failures``, counted); unusable texts and a source's repeats are
-    counted in ``report`` with their reason and passed over."""
+    source ``i // per_source``, ``split`` into items (one, unless a list was asked for), each
+    cleaned by ``clean(source, item)``. A failed call is raised (or, with ``skip_failures``,
+    counted); unusable items and a source's repeats are counted in ``report`` with their reason
+    and passed over."""
     seen: set[tuple[int, str]] = set()
     for index, output in enumerate(outputs):
         source = index // per_source
@@ -293,13 +316,14 @@ def usable_outputs(
                 raise output
             report.drop(LLM_ERROR, str(output))
             continue
-        parsed = clean(source, output)
-        if parsed.text is None:
-            report.drop(parsed.reason or "unknown", output)
-            continue
-        key = (source, normalize(parsed.text))
-        if key in seen:
-            report.drop(DUPLICATE, parsed.text)
-            continue
-        seen.add(key)
-        yield source, parsed.text
+        for item in split(output):
+            parsed = clean(source, item)
+            if parsed.text is None:
+                report.drop(parsed.reason or "unknown", item)
+                continue
+            key = (source, normalize(parsed.text))
+            if key in seen:
+                report.drop(DUPLICATE, parsed.text)
+                continue
+            seen.add(key)
+            yield source, parsed.text

@@ -2,9 +2,10 @@
 
 A template is a system message and a user message with ``$field`` placeholders
 (``string.Template`` syntax, so braces in JSON examples need no escaping; write ``$$`` for a
-literal dollar). Its ``version`` goes into every cache key: bump it whenever the wording changes.
-(The rendered text is in the key too, so an edit without a bump cannot return stale outputs
-either.) A template file looks like::
+literal dollar), optionally after worked examples: ``turns``, literal (user, assistant) exchanges
+shown before the user message, the chat form of a few-shot prompt. Its ``version`` goes into
+every cache key: bump it whenever the wording changes. (The rendered text is in the key too, so
+an edit without a bump cannot return stale outputs either.) A template file looks like::
 
     version = "my-doc2query-2"
     system = "You write search queries."
@@ -34,6 +35,7 @@ class PromptTemplate:
     version: str
     user: str
     system: str = ""
+    turns: tuple[tuple[str, str], ...] = ()  # literal (user, assistant) examples, in order
 
     def __post_init__(self) -> None:
         if not self.version.strip():
@@ -68,6 +70,8 @@ class PromptTemplate:
         messages = []
         if self.system.strip():
             messages.append(ChatMessage("system", string.Template(self.system).substitute(values)))
+        for asked, answered in self.turns:
+            messages += [ChatMessage("user", asked), ChatMessage("assistant", answered)]
         messages.append(ChatMessage("user", string.Template(self.user).substitute(values)))
         return tuple(messages)
 

@@ -37,7 +37,9 @@ from hardneg.miners.llm.parsing import (
     QueryLimits,
     clean_query,
     generated_id,
+    split_questions,
     usable_outputs,
+    whole,
 )
 from hardneg.miners.llm.prompts import DOC2QUERY, PromptTemplate
 
@@ -116,7 +118,8 @@ def round_trip_ranks(
 
 @dataclass(frozen=True)
 class QueryGenConfig:
-    per_passage: int = 3
+    per_passage: int = 3  # calls per passage (seeds seed..)
+    per_call: int = 1  # queries asked for in one call, one per line (the prompt says how many)
     round_trip_k: int = 10
     sampling: SamplingParams = field(
         default_factory=lambda: SamplingParams(max_tokens=48, temperature=0.8, seed=0)
@@ -126,8 +129,10 @@ class QueryGenConfig:
     skip_failures: bool = False  # False: a call that fails for good stops the run
 
     def __post_init__(self) -> None:
-        if self.per_passage <= 0 or self.round_trip_k <= 0 or self.max_passage_chars <= 0:
-            raise ValueError("per_passage, round_trip_k and max_passage_chars must be positive")
+        if min(self.per_passage, self.per_call, self.round_trip_k, self.max_passage_chars) <= 0:
+            raise ValueError(
+                "per_passage, per_call, round_trip_k and max_passage_chars must be positive"
+            )
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,10 @@ def _parse_outputs(
         _, passage = _passage_text(corpus, positions[source], config.max_passage_chars)
         return clean_query(output, passage, config.limits)
 
-    usable = usable_outputs(outputs, config.per_passage, clean, config.skip_failures, report)
+    def split(output: str) -> list[str]:
+        return split_questions(output, config.per_call) if config.per_call > 1 else whole(output)
+
+    usable = usable_outputs(outputs, config.per_passage, clean, config.skip_failures, report, split)
     return [Candidate(text, corpus.ids[positions[source]]) for source, text in usable]
 
 

@@ -4,11 +4,15 @@ On top of :func:`hardneg.miners.llm.queries.generate_queries` (cleaning, round t
 
 - **passages spread over the corpus**: one seeded pick in each of ``n`` equal strata of the
   corpus order, so a corpus sorted by topic or date is covered end to end;
-- **several queries per passage** (``per_passage`` samples, seeds ``seed..``);
+- **several queries per call**: the prompt asks for ``per_call`` different questions, one per
+  line, so one reading of the passage (the prompt's prefill, most of a small model's time on a
+  CPU) pays for several queries; ``per_passage`` calls (seeds ``seed..``) multiply them again;
 - **a few-shot prompt in the corpus's own style** (Promptagator, Dai et al., ICLR 2023; InPars,
-  Bonifacio et al., SIGIR 2022): a handful of the corpus's passages, each with a query, shown
-  before the passage. The example queries are the user's (``examples``) or bootstrapped: a
-  zero-shot pass over a few passages, whose best-scored survivors become the examples;
+  Bonifacio et al., SIGIR 2022), in chat form: worked exchanges (a passage, then its questions
+  as the assistant's answer) before the passage. The corpus's own examples are bootstrapped: a
+  pass over a few passages with one built-in, domain-neutral worked example, whose best-scored
+  survivors become the examples. A user's ``examples`` are shown in the system message as the
+  style wanted (they were not written for any passage here);
 - **a scorer-based filter** beside the round trip (InPars): of the survivors, only the top
   ``keep_share`` by the teacher's score of (query, its passage) are kept; the others are
   dropped as ``low_score``. Every drop has its reason in the report.
@@ -45,13 +49,51 @@ logger = logging.getLogger(__name__)
 
 LOW_SCORE = "low_score"  # drop reason of the scorer-based filter
 
-SHORT_QUERY = PromptTemplate(
-    name="short-query",
-    version="short-query-v1",
-    system="You write short search questions.",
-    user="Text: $passage\n\nWrite one short question (under 15 words) that this text answers.",
+SYSTEM = "You write short search questions."
+NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
+SEED_DEMO: tuple[str, tuple[str, ...]] = (
+    "Bees visit flowers to collect nectar, which they turn into honey inside the hive. While "
+    "they feed they carry pollen from one flower to the next, and many crops depend on this "
+    "pollination for their yield.",
+    (
+        "how do bees turn nectar into honey?",
+        "why do crops depend on bee pollination?",
+        "what do bees carry from flower to flower?",
+    ),
 )
-"""The zero-shot prompt of the bootstrap: short questions, which small models keep on topic."""
+"""The built-in worked example of the bootstrap: domain-neutral, so it shows the form (short
+questions, one per line) and no corpus's topic."""
+
+
+def ask(passage: str, count: int) -> str:
+    """The user message asking for ``count`` questions about ``passage``."""
+    many = f"{NUMBERS.get(count, str(count))} different short questions"
+    wanted = "one short question" if count == 1 else f"{many}"
+    tail = "" if count == 1 else ", one per line"
+    return f"Text: {passage}\n\nWrite {wanted} that this text answers{tail}."
+
+
+def list_template(
+    name: str,
+    demos: Sequence[tuple[str, Sequence[str]]],
+    count: int,
+    style: Sequence[str] = (),
+) -> PromptTemplate:
+    """Ask for ``count`` questions about ``$passage`` after the worked ``demos`` (passage, its
+    questions); ``style`` queries, if any, are shown in the system message. The version names
+    everything shown."""
+    turns = tuple((ask(p, count), "\n".join(list(qs)[:count])) for p, qs in demos)
+    system = SYSTEM
+    if style:
+        system += " Write them in the style of these: " + " | ".join(style)
+    digest = hashlib.sha256(repr((turns, count, system)).encode()).hexdigest()[:12]
+    return PromptTemplate(
+        name=name,
+        version=f"{name}-v2-{digest}",
+        system=_escape(system),
+        user=ask("$passage", count),
+        turns=turns,
+    )
 
 
 def spread_positions(corpus_size: int, count: int, seed: int) -> list[int]:
@@ -72,24 +114,18 @@ def _escape(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def few_shot_template(demos: Sequence[tuple[str, str]]) -> PromptTemplate:
-    """``demos`` (passage, query) shown before ``$passage``; the version names the demos."""
+def few_shot_template(demos: Sequence[tuple[str, Sequence[str]]], count: int = 1) -> PromptTemplate:
+    """The corpus's own worked ``demos`` (passage, its questions) before ``$passage``."""
     if not demos:
         raise ValueError("a few-shot prompt needs at least one example")
-    shown = "".join(f"Text: {_escape(p)}\nQuestion: {_escape(q)}\n\n" for p, q in demos)
-    digest = hashlib.sha256(repr(list(demos)).encode()).hexdigest()[:12]
-    return PromptTemplate(
-        name="few-shot-query",
-        version=f"few-shot-query-v1-{digest}",
-        system="You write short search questions like the examples.",
-        user=f"{shown}Text: $passage\nQuestion:",
-    )
+    return list_template("few-shot-query", demos, count)
 
 
 @dataclass(frozen=True)
 class TrainingQueryConfig:
     passages: int = 200
-    per_passage: int = 2
+    per_passage: int = 1
+    per_call: int = 3
     few_shot: bool = True
     examples: tuple[str, ...] = ()  # user's example queries (few-shot); empty: bootstrapped
     bootstrap_passages: int = 6
@@ -106,6 +142,7 @@ class TrainingQueryConfig:
     def generation(self, per_passage: int) -> QueryGenConfig:
         return QueryGenConfig(
             per_passage=per_passage,
+            per_call=self.per_call,
             round_trip_k=self.round_trip_k,
             sampling=self.sampling,
             max_passage_chars=self.max_passage_chars,
@@ -163,33 +200,53 @@ def bootstrap_demos(
     config: TrainingQueryConfig,
     cache: Cache | None,
     progress: Progress,
-) -> tuple[list[tuple[str, str]], QueryGeneration]:
-    """Few-shot examples from a zero-shot pass: the best-scored surviving (passage, query)s."""
+) -> tuple[list[tuple[str, list[str]]], QueryGeneration]:
+    """The corpus's own worked examples: a pass over ``bootstrap_passages`` with the built-in
+    :data:`SEED_DEMO`; the ``demos`` passages whose best surviving question scores highest, each
+    with its surviving questions, best first."""
     positions = spread_positions(len(corpus), config.bootstrap_passages, config.seed + 1)
+    template = list_template("one-shot-query", [SEED_DEMO], config.per_call)
     first = generate_queries(
-        client, corpus, positions, retriever, config.generation(2), cache, SHORT_QUERY, progress
+        client, corpus, positions, retriever, config.generation(1), cache, template, progress
     )
     scores = passage_scores(first.queries, corpus, scorer, progress)
-    demos: list[tuple[str, str]] = []
-    used: set[str] = set()
-    for i in np.argsort(-scores, kind="stable").tolist():
-        query = first.queries[i]
-        if query.doc_ids[0] in used:
-            continue  # one example per passage
-        used.add(query.doc_ids[0])
-        demos.append((_passage(corpus, query.doc_ids[0], 300), query.text))
-        if len(demos) == config.demos:
-            break
+    by_passage: dict[str, list[tuple[float, str]]] = {}
+    for query, score in zip(first.queries, scores.tolist(), strict=True):
+        by_passage.setdefault(query.doc_ids[0], []).append((score, query.text))
+    best = sorted(by_passage.items(), key=lambda item: -max(item[1])[0])[: config.demos]
+    demos = [
+        (_passage(corpus, doc_id, 300), [text for _, text in sorted(scored, reverse=True)])
+        for doc_id, scored in best
+    ]
     return demos, first
 
 
-def example_demos(corpus: Corpus, config: TrainingQueryConfig) -> list[tuple[str, str]]:
-    """User-given example queries, each paired with a spread passage (their style only)."""
-    positions = spread_positions(len(corpus), len(config.examples), config.seed + 2)
-    return [
-        (_passage(corpus, corpus.ids[p], 300), query)
-        for p, query in zip(positions, config.examples[: config.demos], strict=False)
-    ]
+def prompt_template(
+    client: LLMClient,
+    corpus: Corpus,
+    retriever: TextRetriever,
+    scorer: PairScorer,
+    config: TrainingQueryConfig,
+    cache: Cache | None,
+    progress: Progress,
+) -> tuple[PromptTemplate, dict[str, object]]:
+    """The template the queries are written with, and what it shows (for the report)."""
+    if not config.few_shot:
+        template = list_template("zero-shot-query", [], config.per_call, config.examples)
+        return template, {"name": template.name, "version": template.version}
+    if config.examples:
+        template = list_template("styled-query", [SEED_DEMO], config.per_call, config.examples)
+        info: dict[str, object] = {"examples": list(config.examples)}
+        return template, {"name": template.name, "version": template.version} | info
+    demos, first = bootstrap_demos(client, corpus, retriever, scorer, config, cache, progress)
+    info = {"bootstrap": first.report.to_json()}  # not counted in the kept share
+    if not demos:
+        logger.warning("no worked example survived the bootstrap: the built-in one is used")
+        demos, info["examples_from"] = [(SEED_DEMO[0], list(SEED_DEMO[1]))], "built-in"
+    else:
+        info["examples_from"] = "bootstrap"
+    template = few_shot_template(demos, config.per_call)
+    return template, {"name": template.name, "version": template.version, "examples": demos} | info
 
 
 def training_queries(
@@ -202,24 +259,7 @@ def training_queries(
     progress: Progress = no_progress,
 ) -> TrainingQueries:
     """Generate, clean, round-trip and score-filter queries for passages spread over ``corpus``."""
-    template = SHORT_QUERY
-    prompt: dict[str, object] = {"name": template.name, "version": template.version}
-    if config.few_shot:
-        if config.examples:
-            demos = example_demos(corpus, config)
-            source = "user examples"
-        else:
-            demos, first = bootstrap_demos(
-                client, corpus, retriever, scorer, config, cache, progress
-            )
-            prompt["bootstrap"] = first.report.to_json()  # not counted in the kept share
-            source = "bootstrap"
-        if demos:
-            template = few_shot_template(demos)
-            prompt |= {"name": template.name, "version": template.version}
-            prompt |= {"examples": demos, "examples_from": source}
-        else:
-            logger.warning("no few-shot example survived the bootstrap: zero-shot prompt")
+    template, prompt = prompt_template(client, corpus, retriever, scorer, config, cache, progress)
     positions = spread_positions(len(corpus), config.passages, config.seed)
     result = generate_queries(
         client,

@@ -66,9 +66,13 @@ class AdaptResult:
 
 def query_config(spec: AdaptSpec) -> TrainingQueryConfig:
     options = spec.queries
+    stop: tuple[str, ...] = ()
+    if options.stop_at_question:
+        stop = ("?", "\n", ". ") if options.per_call == 1 else ("\n\n",)
     return TrainingQueryConfig(
         passages=options.passages,
         per_passage=options.per_passage,
+        per_call=options.per_call,
         few_shot=options.prompt == "few-shot",
         examples=tuple(options.examples),
         bootstrap_passages=options.bootstrap_passages,
@@ -76,10 +80,10 @@ def query_config(spec: AdaptSpec) -> TrainingQueryConfig:
         round_trip_k=options.round_trip_k,
         keep_share=options.keep_share,
         sampling=SamplingParams(
-            max_tokens=options.max_tokens,
+            max_tokens=options.max_tokens * options.per_call,
             temperature=options.temperature,
             seed=spec.seed,
-            stop=("?", "\n", ". ") if options.stop_at_question else (),
+            stop=stop,
         ),
         max_words=options.max_words,
         max_passage_chars=options.max_passage_chars,
