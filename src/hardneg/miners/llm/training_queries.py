@@ -202,8 +202,9 @@ def bootstrap_demos(
     progress: Progress,
 ) -> tuple[list[tuple[str, list[str]]], QueryGeneration]:
     """The corpus's own worked examples: a pass over ``bootstrap_passages`` with the built-in
-    :data:`SEED_DEMO`; the ``demos`` passages whose best surviving question scores highest, each
-    with its surviving questions, best first."""
+    :data:`SEED_DEMO`; the ``demos`` passages with the most surviving questions (up to
+    ``per_call``: an example of one question teaches the model to write one) and, among those,
+    the best-scored, each with its surviving questions, best first."""
     positions = spread_positions(len(corpus), config.bootstrap_passages, config.seed + 1)
     template = list_template("one-shot-query", [SEED_DEMO], config.per_call)
     first = generate_queries(
@@ -213,7 +214,12 @@ def bootstrap_demos(
     by_passage: dict[str, list[tuple[float, str]]] = {}
     for query, score in zip(first.queries, scores.tolist(), strict=True):
         by_passage.setdefault(query.doc_ids[0], []).append((score, query.text))
-    best = sorted(by_passage.items(), key=lambda item: -max(item[1])[0])[: config.demos]
+
+    def rank(item: tuple[str, list[tuple[float, str]]]) -> tuple[int, float]:
+        scored = item[1]
+        return -min(len(scored), config.per_call), -max(scored)[0]
+
+    best = sorted(by_passage.items(), key=rank)[: config.demos]
     demos = [
         (_passage(corpus, doc_id, 300), [text for _, text in sorted(scored, reverse=True)])
         for doc_id, scored in best

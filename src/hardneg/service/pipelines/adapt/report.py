@@ -86,7 +86,7 @@ def trims(stages: AdaptStages) -> str:
     queries, total, kept = stages.queries, stages.queries.total, stages.queries.kept
     return (
         f"{queries.passages} passages spread over the corpus, {total} generations, "
-        f"{kept} kept ({kept / max(total, 1):.0%}) as {queries.queries} queries: "
+        f"{kept} kept ({kept / max(total, 1):.1%}) as {queries.queries} queries: "
         f"{queries.train_queries} train on {queries.train_passages} passages, "
         f"{queries.val_queries} validate on {queries.val_passages} others; "
         f"teacher {stages.teacher.teacher['scorer']} on {stages.teacher.rows} training queries; "

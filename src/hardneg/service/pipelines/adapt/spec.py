@@ -76,8 +76,7 @@ class TrainOptions(Spec):
         "dense",
         description="who mines the negatives: dense (the base model's own top hits, as GPL) or "
         "bm25. On Cranfield's generated validation queries dense negatives took nDCG@10 from "
-        "0.351 to 0.393, BM25 negatives only to 0.369 and then below the base "
-        "(bench/results/adapt.json, negatives_choice)",
+        "0.351 to 0.407, BM25 negatives only to 0.369 (bench/results/adapt-choices.json)",
     )
     negatives_per_step: int = Field(2, ge=1, le=64)
     steps: int = Field(150, ge=1, le=1_000_000, description="optimizer steps at most")
