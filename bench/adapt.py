@@ -58,14 +58,19 @@ def _per_query(evaluation: RetrievalEvaluation, metric: str) -> dict[str, float]
 
 
 def run_collection(
-    name: str, folder: Path, runs: Path, overrides: dict[str, object], settings: Settings
+    name: str,
+    folder: Path,
+    runs: Path,
+    overrides: dict[str, object],
+    settings: Settings,
+    split_name: str = "test",
 ) -> dict[str, Any]:
     spec = build_spec(AdaptSpec, [overrides], "--set")
     started = time.perf_counter()
     result = run_adapt(spec, str(folder), PipelineContext(settings, runs / name))
     adapt_seconds = time.perf_counter() - started
-    # the test split is read from here on only
-    split = load_split(folder, "test")
+    # the evaluation split is read from here on only
+    split = load_split(folder, split_name)
     workspace = Workspace(settings.home)
     bm25 = evaluate_bm25(split, workspace)
     base_q, base_d = load_models(result.report["base_model"], settings.device, "torch", workspace)
@@ -83,6 +88,7 @@ def run_collection(
     queries = report["queries"]
     return {
         "documents": len(split.corpus),
+        "split": split_name,
         "test_queries": len(split.queries),
         "bm25": _means(bm25),
         "zero_shot": _means(zero_shot),
@@ -116,6 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collections", nargs="+", default=["cranfield", "cisi"])
     parser.add_argument("--root", type=Path, default=Path("/work/data/collections"))
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="the split scored after the run (train: a labelled collection's real training "
+        "queries, for developing the recipe without reading its test split)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("/work/data/adapt-runs"))
     parser.add_argument("--home", type=Path, default=Path("/work/data/hardneg-home"))
     parser.add_argument("--set", action="append", default=[], help="spec field: key=value")
@@ -137,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.collections:
         logger.info("collection %s", name)
         results["collections"][name] = run_collection(
-            name, args.root / name, args.runs, overrides, settings
+            name, args.root / name, args.runs, overrides, settings, args.split
         )
         results["machine"]["load_average_end"] = os.getloadavg()
         # another process may have written other collections meanwhile: keep them
