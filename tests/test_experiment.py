@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -19,9 +20,11 @@ from typer.testing import CliRunner
 
 from hardneg.core.beir import DataError, load_qrels, load_split
 from hardneg.core.bm25 import BM25Index
+from hardneg.core.negatives import read_meta, read_mined
 from hardneg.service.cli import app
 from hardneg.service.commands.experiment import comparison_table
 from hardneg.service.pipelines.context import PipelineContext
+from hardneg.service.pipelines.experiment import run as experiment_run
 from hardneg.service.pipelines.experiment.data import split_roles
 from hardneg.service.pipelines.experiment.profiles import get_profile
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
@@ -265,6 +268,73 @@ def test_a_corpus_without_training_queries_gets_llm_written_ones(
     result = run_experiment(request, PipelineContext(settings, tmp_path / "report"))
     assert result.report["budget"]["generated_training_queries"] is True
     assert result.report["false_negative_probe"]["bm25"]["hidden_positives"] >= 0
+
+
+def test_the_gpl_arm_trains_margin_mse_on_teacher_scores_of_the_dense_negatives(
+    scifact_slice: Path, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "gpl" not in ExperimentSpec().methods  # opt-in: the default run is unchanged
+    mined: list[tuple[str, str]] = []  # (method, split) of every mining run
+    trained: list[str] = []  # the trainers this process ran (arms may train in workers)
+    real_mining, real_train = experiment_run.run_mining, experiment_run.train
+
+    def mining(spec: Any, *args: Any) -> Any:
+        mined.append((spec.method, spec.split))
+        return real_mining(spec, *args)
+
+    def training(kind: str, *args: Any) -> Any:
+        trained.append(kind)
+        return real_train(kind, *args)
+
+    monkeypatch.setattr(experiment_run, "run_mining", mining)
+    monkeypatch.setattr(experiment_run, "train", training)
+    output = tmp_path / "report"
+    methods = ("gpl", "dense", "cross-encoder")  # gpl first: the dense arm reuses its mining
+    small = SMALL | {"eval_steps": 0}
+    request = ExperimentSpec(data=str(scifact_slice), overrides=small, methods=methods, seeds=1)
+    report = run_experiment(request, PipelineContext(settings, output)).report
+    # the dense negatives are mined (and probed) once for both arms; one cross-encoder, trained once
+    hidden = json.loads((output / "data" / "probe-hidden.json").read_text())
+    splits = ("train", "probe") if hidden else ("train",)  # no hidden positive: nothing to mine
+    assert sorted(mined) == sorted(
+        [("bm25", "reranker")] + [(m, s) for m in methods[1:] for s in splits]
+    )
+    assert trained.count("reranker") == 1
+    teacher = str(output / "reranker" / "model")
+    assert report["cross_encoder"]["model"] == teacher
+    gpl, dense = (list(read_mined(output / "arms" / f"{arm}.jsonl")) for arm in ("gpl", "dense"))
+    assert [(r.query_id, r.negative_ids) for r in gpl] == [
+        (r.query_id, r.negative_ids) for r in dense
+    ]
+    assert any(r.negative_ids for r in gpl)
+    for row in gpl:  # every positive and negative carries its teacher score
+        assert len(row.positive_scores) == len(row.positive_ids) and None not in row.positive_scores
+        assert len(row.negative_scores) == len(row.negative_ids) and None not in row.negative_scores
+    assert read_meta(output / "arms" / "gpl.jsonl")["teacher"]["cross_encoder"] == teacher
+    # stage one ran margin-mse with the dense arm's STAR settings, then ADORE from its model
+    first, adore, star = (
+        json.loads((output / "stages" / f"train-{name}.json").read_text())["summary"]
+        for name in ("gpl-s13-margin-mse", "gpl-s13-adore", "dense-s13-star")
+    )
+    assert (first["trainer"], adore["trainer"], star["trainer"]) == ("margin-mse", "adore", "star")
+    assert first["steps"] == star["steps"] == SMALL["star_steps"]
+    differ = {(s, k) for s, kv in first["config"].items() for k, v in kv.items()
+              if star["config"][s][k] != v}  # fmt: skip
+    assert differ == {("data", "negatives"), ("train", "output_dir")}  # the same recipe
+    assert Path(adore["config"]["model"]["model"]).name == "margin_mse"
+    # the report names what ran
+    honest = "MarginMSE on cross-encoder margins (GPL-style), frozen documents"
+    entry = report["methods"]["gpl"]
+    assert entry["comparison_stage"] == honest and entry["negatives_from"] == "dense"
+    assert report["methods"]["dense"]["comparison_stage"] == "STAR, frozen documents"
+    assert f"the gpl arm instead: {honest}" in report["stages"]["comparison"]
+    trims = " ".join(report["trims"])
+    assert "gpl arm is GPL-style" in trims and "scores the gpl arm's pairs" in trims
+    probe = report["false_negative_probe"]
+    assert probe["gpl"]["returned"] == probe["dense"]["returned"]
+    assert "the dense miner's negatives" in probe["gpl"]["note"]
+    markdown = (output / "report.md").read_text()
+    assert "| gpl |" in markdown and honest in markdown
 
 
 def test_query_roles_are_disjoint_and_seeded() -> None:

@@ -80,7 +80,8 @@ DOC = (
     "Compare BM25, dense, cross-encoder and LLM-written negatives against a control arm without "
     'hard negatives on one corpus: the comparison stage is STAR ("STAR, frozen documents" in the '
     "quick profile: the query tower against frozen document embeddings), then ADORE as a second "
-    "stage that draws its own negatives; paired tests over seeds decide what is significant."
+    "stage that draws its own negatives; paired tests over seeds decide what is significant. "
+    "The opt-in gpl arm trains MarginMSE on the cross-encoder's scores of the dense negatives."
 )
 
 

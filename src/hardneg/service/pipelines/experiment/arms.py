@@ -12,6 +12,10 @@ file holds every budget query, in one order (sorted ids), with the positives of 
 
 With one seed, the trainers then draw the same batches for every arm (the batch order depends
 on the seed and the number of rows only; :class:`hardneg.trainers.data.BatchSchedule`).
+
+A teacher-scored arm (``gpl``) writes the same rows, every positive and negative then scored by
+the teacher (:func:`hardneg.miners.pair_scores.score_rows`): a query without negatives needs its
+positive's score too, since MarginMSE refuses a row without them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from hardneg.core.beir import BeirSplit
 from hardneg.core.negatives import MinedQuery, read_mined, write_mined
+from hardneg.miners.pair_scores import PairScorer, score_rows
 from hardneg.service.pipelines.experiment.stages import Arm
 
 
@@ -68,10 +73,19 @@ def arm_rows(control: Sequence[MinedQuery], mined: Iterable[MinedQuery]) -> list
                 negative_ids=row.negative_ids,
                 negatives=row.negatives,
                 negative_scores=row.negative_scores,
+                positive_scores=_scores_for(base.positive_ids, row),
                 method=row.method,
             )
         )
     return rows
+
+
+def _scores_for(positive_ids: Sequence[str], row: MinedQuery) -> tuple[float | None, ...]:
+    """The scores ``row`` gives the control's positives, by id (None where it has none)."""
+    if not row.positive_scores:
+        return ()
+    scores = dict(zip(row.positive_ids, row.positive_scores, strict=True))
+    return tuple(scores.get(d) for d in positive_ids)
 
 
 def negative_histogram(rows: Iterable[MinedQuery]) -> dict[str, int]:
@@ -80,15 +94,29 @@ def negative_histogram(rows: Iterable[MinedQuery]) -> dict[str, int]:
     return {str(k): counts[k] for k in sorted(counts)}
 
 
-def write_arm_file(path: Path, arm: str, control: Sequence[MinedQuery], mined: Path | None) -> Arm:
-    """Write ``arm``'s training file; returns its query count and negative histogram."""
+def write_arm_file(
+    path: Path,
+    arm: str,
+    control: Sequence[MinedQuery],
+    mined: Path | None,
+    teacher: PairScorer | None = None,
+) -> Arm:
+    """Write ``arm``'s training file (every pair scored by ``teacher`` when one is given);
+    returns its query count and negative histogram."""
     rows = list(control) if mined is None else arm_rows(control, read_mined(mined))
-    write_mined(path, rows, {"arm": arm, "mined": str(mined) if mined else None})
+    meta: dict[str, object] = {"arm": arm, "mined": str(mined) if mined else None}
+    described = None
+    if teacher is not None:
+        rows = score_rows(rows, teacher)
+        described = teacher.describe()
+        meta["teacher"] = described
+    write_mined(path, rows, meta)
     return Arm(
         training_file=str(path),
         queries_trained=len(rows),
         query_ids_sha=_ids_digest(row.query_id for row in rows),
         negatives_histogram=negative_histogram(rows),
+        teacher=described,
     )
 
 

@@ -101,25 +101,32 @@ def training_curves(runs: Mapping[str, Trained]) -> Curve:
     return curve
 
 
-def plot_curves(path: Path, curves: Mapping[str, Curve]) -> Path:
+def plot_curves(
+    path: Path, curves: Mapping[str, Curve], labels: Mapping[str, str] | None = None
+) -> Path:
     """Training loss (left) and validation nDCG@10 (right) per arm; the dotted line starts
-    ADORE."""
+    ADORE. ``labels`` renames arms whose comparison stage has another loss (gpl's MarginMSE);
+    the loss axis is then logarithmic, the losses' scales differing."""
+    labels = labels or {}
     figure = _figure(11, 4)
     loss_axes = figure.add_subplot(1, 2, 1)
     ndcg_axes = figure.add_subplot(1, 2, 2)
     for method, curve in curves.items():
+        label = labels.get(method, method)
         if curve["loss"]:
             steps, values = zip(*curve["loss"], strict=True)
-            loss_axes.plot(steps, values, label=method)
+            loss_axes.plot(steps, values, label=label)
         if curve["ndcg@10"]:
             steps, values = zip(*curve["ndcg@10"], strict=True)
-            ndcg_axes.plot(steps, values, marker="o", label=method)
+            ndcg_axes.plot(steps, values, marker="o", label=label)
+    if labels:
+        loss_axes.set_yscale("log")
     for axes in (loss_axes, ndcg_axes):
         for method_curve in curves.values():
             for start, _ in method_curve["adore_from_step"][:1]:
                 axes.axvline(start, color="gray", linestyle=":")
         axes.set_xlabel("optimizer step (comparison stage, then ADORE)")
         axes.legend(fontsize=8)
-    loss_axes.set_title("training loss")
+    loss_axes.set_title("training loss (log scale)" if labels else "training loss")
     ndcg_axes.set_title("validation nDCG@10")
     return _save(figure, path)

@@ -15,13 +15,18 @@ from hardneg.miners.llm.prompts import NegativeVariant
 from hardneg.miners.spec import METHODS as MINE_METHODS
 
 CONTROL = "none"  # the control arm: the same recipe with in-batch negatives only
-ArmMethod = Literal["bm25", "dense", "cross-encoder", "llm", "llm-query-only"]
+ArmMethod = Literal["bm25", "dense", "cross-encoder", "llm", "llm-query-only", "gpl"]
 ProfileName = Literal["quick", "full"]
 PrecisionChoice = Literal["fp32", "bf16", "auto"]  # hardneg.trainers.encoding.resolve_precision
 METHODS: tuple[ArmMethod, ...] = get_args(ArmMethod)
 DEFAULT_METHODS: tuple[ArmMethod, ...] = MINE_METHODS  # every mining method, one arm each
 LLM_PROMPTS: dict[str, NegativeVariant] = {"llm": "query+positive", "llm-query-only": "query-only"}
 """The LLM arms and their prompt variant (hardneg.miners.llm.prompts.NEGATIVE_VARIANTS)."""
+GPL = "gpl"
+"""The opt-in GPL-style arm (Wang et al., NAACL 2022): the dense miner's negatives, every pair
+scored by the experiment's cross-encoder, and MarginMSE instead of STAR as the comparison stage."""
+NEGATIVES_OF: dict[str, str] = {GPL: "dense"}
+"""Arms that train on another source's negatives: that source is mined (and probed) once."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,13 @@ class Profile:
     def first_stage(self) -> str:
         """The name of the comparison stage, saying which STAR ran."""
         return "STAR, frozen documents" if self.freeze_documents else "STAR"
+
+    def stage_one_name(self, arm: str) -> str:
+        """The name of ``arm``'s comparison stage: STAR, or the gpl arm's MarginMSE."""
+        if arm != GPL:
+            return self.first_stage
+        name = "MarginMSE on cross-encoder margins (GPL-style)"
+        return f"{name}, frozen documents" if self.freeze_documents else name
 
 
 QUICK = Profile(

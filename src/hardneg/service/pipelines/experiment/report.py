@@ -4,7 +4,6 @@ each split did, what the profile trims) and the plots of :mod:`.plots`."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 from collections.abc import Mapping
@@ -28,17 +27,27 @@ from hardneg.service.pipelines.experiment.plots import (
     plot_curves,
     plot_metrics,
     plot_scores,
-    read_history,
     training_curves,
 )
-from hardneg.service.pipelines.experiment.profiles import CONTROL, LLM_PROMPTS
+from hardneg.service.pipelines.experiment.profiles import (
+    CONTROL,
+    GPL,
+    LLM_PROMPTS,
+    NEGATIVES_OF,
+    Profile,
+)
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
 from hardneg.service.pipelines.experiment.stages import Distributions, Mined, Runs, Scored, Trained
-from hardneg.service.pipelines.experiment.trims import split_roles_text, trims
+from hardneg.service.pipelines.experiment.trims import (
+    provenance_text,
+    split_roles_text,
+    stages_text,
+    trims,
+)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-STAGES = ("star", "star_adore")  # the comparison stage, then ADORE from its model
+STAGES = ("star", "star_adore")  # the comparison stage (STAR or MarginMSE), then ADORE
 
 
 def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -47,22 +56,6 @@ def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
 
 def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
-
-
-def reranker_summary(folder: Path, negatives_per_query: int) -> dict[str, Any]:
-    """How far the cross-encoder trained here got: its listwise loss on training batches and on
-    its held-out dev queries (by step) against chance, ln(1 + k), and where it stopped."""
-    history = read_history(folder)
-    losses = [e["loss"] for e in history if e.get("event") == "train"]
-    dev = [[e["step"], round(e["loss"], 4)] for e in history if e.get("event") == "eval"]
-    return {
-        "model": str(folder),
-        "first_loss": round(losses[0], 4) if losses else None,
-        "final_loss": round(losses[-1], 4) if losses else None,
-        "dev_loss": dev,
-        "steps": max((e["step"] for e in history), default=0),
-        "chance_loss": round(math.log(1 + negatives_per_query), 4),
-    }
 
 
 def machine() -> dict[str, Any]:
@@ -109,6 +102,7 @@ def arm_entry(
     runs: Runs,
     verdicts: Mapping[str, Verdict],
     hardness: Mapping[str, list[float]],
+    profile: Profile,
 ) -> dict[str, Any]:
     tested = runs.tested[arm]
     first = summarise({seed: stages["star"] for seed, stages in tested.items()})
@@ -124,6 +118,7 @@ def arm_entry(
     arm_info = runs.arms[arm]
     return first | {
         "stage": "comparison",
+        "comparison_stage": profile.stage_one_name(arm),
         "queries_trained": arm_info.queries_trained,
         "negatives_histogram": arm_info.negatives_histogram,
         "vs_control": versus(comparison, "vs_control"),
@@ -134,6 +129,8 @@ def arm_entry(
             "vs_best": versus(second, "vs_best"),
         },
         "prompt": LLM_PROMPTS.get(arm),
+        "negatives_from": NEGATIVES_OF.get(arm),  # mined (and probed) once, for both arms
+        "teacher": arm_info.teacher,
         "mining": _mining(runs.mined.get(arm)),
         "hardness": {
             "positive_cosine_mean": _mean(hardness.get("positive", [])),
@@ -158,7 +155,8 @@ def build_report(
     profile = request.recipe
     verdicts = _verdicts(runs.tested)
     entries = {
-        arm: arm_entry(arm, runs, verdicts, scores.methods.get(arm, {})) for arm in runs.tested
+        arm: arm_entry(arm, runs, verdicts, scores.methods.get(arm, {}), profile)
+        for arm in runs.tested
     }
     seeds = request.training_seeds
     return {
@@ -166,12 +164,7 @@ def build_report(
         "model": request.model or "all-MiniLM-L6-v2 (packaged)",
         "profile": profile.name,
         "queries": "generated" if data.generated else "human",
-        "stages": {
-            "comparison": f"{profile.first_stage} (static negatives from each arm's file; "
-            "the control arm none has in-batch negatives only)",
-            "second": "ADORE from the comparison stage's model: it retrieves its own negatives "
-            "every step and does not read the arm's negatives",
-        },
+        "stages": stages_text(profile, runs.tested),
         "splits": split_roles_text(data),
         "trims": trims(request, data),
         "settings": profile.to_dict()
@@ -321,6 +314,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     histograms = "\n".join(
         f"- {arm}: {entry['queries_trained']} queries; hard negatives per query "
         + ", ".join(f"{k}: {v}" for k, v in entry["negatives_histogram"].items())
+        + provenance_text(entry)
         for arm, entry in report["methods"].items()
     )
     ce = report.get("cross_encoder")
@@ -391,10 +385,11 @@ def write_report(
 ) -> dict[str, Path]:
     """Write report.json, report.md and the plots into ``output``; returns their paths."""
     curves = {arm: training_curves(seeds[min(seeds)]) for arm, seeds in trained.items()}
+    labels = {GPL: f"{GPL} (MarginMSE, then ADORE)"} if GPL in curves else {}
     files = {
         "metrics": plot_metrics(output / "metrics.png", report),
         "scores": plot_scores(output / "scores.png", scores),
-        "curves": plot_curves(output / "curves.png", curves),
+        "curves": plot_curves(output / "curves.png", curves, labels),
     }
     full = dict(report) | {"curves": curves}
     write_text_atomic(output / REPORT_JSON, json.dumps(full, indent=2) + "\n")

@@ -64,7 +64,8 @@ class ExperimentSpec(Spec):
         DEFAULT_METHODS,
         min_length=1,
         description="negative sources, each an arm beside the control arm none (always run); "
-        "llm shows the LLM the query and its positive, llm-query-only the query alone",
+        "llm shows the LLM the query and its positive, llm-query-only the query alone; gpl "
+        "(opt-in) trains MarginMSE on the cross-encoder's scores of the dense negatives",
     )
     model: str | None = Field(None, description="base bi-encoder (default: the settings')")
     cross_encoder: str | None = Field(

@@ -3,11 +3,14 @@
 On one BEIR corpus, with one budget of training queries (:mod:`.data`):
 
 1. mine negatives once per source (BM25, dense, cross-encoder, LLM-written), and run the
-   false-negative probe for each corpus-document source (:mod:`hardneg.miners.probe`);
+   false-negative probe for each corpus-document source (:mod:`hardneg.miners.probe`); the
+   opt-in ``gpl`` arm reuses the dense miner's negatives and probe;
 2. write one training file per arm, the control ``none`` (no hard negatives) included, each with
-   the same queries in the same order (:mod:`.arms`);
+   the same queries in the same order (:mod:`.arms`); the gpl arm's pairs are then scored by
+   the experiment's cross-encoder (the one the cross-encoder arm mines with);
 3. for every training seed and arm: the comparison stage (static negatives: STAR, or "STAR,
-   frozen documents"), then ADORE from its model (:mod:`.training`), validated on ``val``;
+   frozen documents"; MarginMSE on the teacher's margins for gpl), then ADORE from its model
+   (:mod:`.training`), validated on ``val``;
    on a CPU several (arm, seed) runs train at once in worker processes (:mod:`.parallel`);
 4. once everything is trained, score every model and the two baselines (BM25, the base model
    zero-shot) on the test split, per query;
@@ -23,13 +26,15 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hardneg.core.beir import load_split
-from hardneg.core.negatives import read_mined
+from hardneg.core.negatives import MinedQuery, read_mined
+from hardneg.miners.cross_encoder import load_cross_encoder
 from hardneg.miners.filters import FilterConfig
+from hardneg.miners.pair_scores import CrossEncoderScorer
 from hardneg.miners.probe import NOT_APPLICABLE, count_returned
 from hardneg.miners.spec import LLMNegatives, MineSpec
 from hardneg.service.pipelines.context import PipelineContext
@@ -46,10 +51,14 @@ from hardneg.service.pipelines.experiment.parallel import (
     training_stage,
     worker_count,
 )
-from hardneg.service.pipelines.experiment.profiles import LLM_PROMPTS
-from hardneg.service.pipelines.experiment.report import build_report, reranker_summary, write_report
+from hardneg.service.pipelines.experiment.profiles import GPL, LLM_PROMPTS, NEGATIVES_OF
+from hardneg.service.pipelines.experiment.report import build_report, write_report
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
-from hardneg.service.pipelines.experiment.reranker import hold_out_dev
+from hardneg.service.pipelines.experiment.reranker import (
+    hold_out_dev,
+    reranker_config,
+    reranker_summary,
+)
 from hardneg.service.pipelines.experiment.scores import score_distributions
 from hardneg.service.pipelines.experiment.stages import (
     Arm,
@@ -61,7 +70,12 @@ from hardneg.service.pipelines.experiment.stages import (
     StagedRun,
     Trained,
 )
-from hardneg.service.pipelines.experiment.training import Recipe, score_on_test, train
+from hardneg.service.pipelines.experiment.training import (
+    Recipe,
+    score_on_test,
+    stage_one_trainer,
+    train,
+)
 from hardneg.service.pipelines.generate import run_generate_queries
 from hardneg.service.pipelines.mine import run_mining
 from hardneg.service.specs import GenerateSpec
@@ -90,6 +104,7 @@ class Experiment(StagedRun):
         device, backend = context.settings.device, context.settings.encoder_backend
         self.recipe = Recipe(self.profile, self.model, context.output / "data", device, backend)
         self.reranker: dict[str, Any] | None = None  # the cross-encoder trained here, if any
+        self._cross_encoder: str | None = None  # the one every arm that needs it shares
 
     # --- data -----------------------------------------------------------------------------
     def prepare(self) -> ExperimentData:
@@ -162,8 +177,11 @@ class Experiment(StagedRun):
         )
 
     def cross_encoder(self, data: ExperimentData) -> str:
+        """The request's cross-encoder, else one trained here (once: later calls reuse it)."""
         if self.request.cross_encoder:
             return self.request.cross_encoder
+        if self._cross_encoder is not None:
+            return self._cross_encoder
         if not data.reranker_queries:
             raise ValueError(
                 "no held-out training queries to train a cross-encoder on; pass --cross-encoder"
@@ -183,33 +201,15 @@ class Experiment(StagedRun):
             self.request.seed,
             self.output / "reranker" / "split",
         )
-        config = self.recipe.config(
-            str(files.train),
-            folder,
-            profile.reranker_steps,
-            profile.reranker_learning_rate,
-            self.request.seed,
-            rows=files.train_queries,
-            negatives_per_query=profile.reranker_negatives,
-            max_doc_length=profile.reranker_max_length,
-            per_device_batch_size=min(8, files.train_queries),
-            freeze_documents=False,
-            data=None,
-            loss_groups=str(files.dev),
-            dev_split="reranker-dev",
-            eval_steps=profile.reranker_eval_steps,
-            save_steps=profile.reranker_eval_steps,
-            early_stopping_patience=profile.reranker_patience,
-            eval_before=False,
-            eval_after=False,
-        )
+        config = reranker_config(self.recipe, files, folder, self.request.seed)
         self.stages.run(
             "reranker-train",
             Trained,
             lambda: train("reranker", config, self.workspace, self.progress),
         )
         self.reranker = reranker_summary(folder, profile.reranker_negatives)
-        return str(folder)
+        self._cross_encoder = str(folder)
+        return self._cross_encoder
 
     def probe(self, method: str, cross_encoder: str | None, hidden: dict[str, str]) -> Probe:
         """The false-negative probe: mine the probe split (one positive hidden per query)."""
@@ -225,16 +225,33 @@ class Experiment(StagedRun):
         rate = None if found.rate is None else round(found.rate, 4)
         return Probe(hidden_positives=found.hidden_positives, returned=found.returned, rate=rate)
 
+    def arm_file(
+        self, arm: str, control: list[MinedQuery], mined: Path | None, teacher: str | None
+    ) -> Arm:
+        """Write ``arm``'s training file, its pairs scored by the cross-encoder ``teacher``."""
+        settings = self.settings
+        scorer = None
+        if teacher:  # the cross-encoder, loaded as the cross-encoder miner loads it
+            exports = self.workspace.encoder_exports
+            model = load_cross_encoder(teacher, settings.device, self.profile.reranker_max_length,
+                                       settings.encoder_backend, exports)  # fmt: skip
+            scorer = CrossEncoderScorer(model, teacher)
+        return write_arm_file(self.output / "arms" / f"{arm}.jsonl", arm, control, mined, scorer)
+
     # --- training -------------------------------------------------------------------------
     def train_arm(self, arm: str, training_file: str, rows: int, seed: int) -> dict[str, Trained]:
+        """Both stages of one (arm, seed); the keys name the slots ("star": the comparison
+        stage, whichever trainer ran it; "star_adore": ADORE from it)."""
         root = self.output / "models" / arm / f"seed{seed}"
-        first = self.recipe.stage_one(training_file, root / "star", seed, rows)
+        kind = stage_one_trainer(arm)  # star, or margin-mse for the gpl arm
+        folder = root / kind.replace("-", "_")
+        first = self.recipe.stage_one(training_file, folder, seed, rows)
         star = self.stages.run(
-            training_stage(arm, seed, "star"),
+            training_stage(arm, seed, kind),
             Trained,
-            lambda: train("star", first, self.workspace, self.progress),
+            lambda: train(kind, first, self.workspace, self.progress),
         )
-        second = self.recipe.adore(training_file, root / "star", root / "star_adore", seed, rows)
+        second = self.recipe.adore(training_file, folder, root / f"{folder.name}_adore", seed, rows)
         adore = self.stages.run(
             training_stage(arm, seed, "adore"),
             Trained,
@@ -274,21 +291,27 @@ class Experiment(StagedRun):
         hidden = hidden_positives(data.folder)
         mined: dict[str, Mined] = {}
         probes: dict[str, Probe] = {}
+        teacher = self.cross_encoder(data) if GPL in self.request.methods else None
         for method in self.request.methods:
-            cross_encoder = self.cross_encoder(data) if method == "cross-encoder" else None
-            folder = self.output / "mined" / method
+            source = NEGATIVES_OF.get(method, method)  # gpl: the dense miner's, mined once
+            cross_encoder = self.cross_encoder(data) if source == "cross-encoder" else None
+            folder = self.output / "mined" / source
             mine = functools.partial(
-                self.mine, method, "train", folder, self.profile.num_negatives, cross_encoder
+                self.mine, source, "train", folder, self.profile.num_negatives, cross_encoder
             )
-            mined[method] = self.stages.run(f"mine-{method}", Mined, mine)
-            probe = functools.partial(self.probe, method, cross_encoder, hidden)
-            probes[method] = self.stages.run(f"probe-{method}", Probe, probe)
+            mined[method] = self.stages.run(f"mine-{source}", Mined, mine)
+            probe = functools.partial(self.probe, source, cross_encoder, hidden)
+            probes[method] = self.stages.run(f"probe-{source}", Probe, probe)
+            if source != method:  # the same negatives: the same figures, said so
+                found = probes[method]
+                note = f"the {source} miner's negatives: the {source} probe's figures"
+                note += f"; {found.note}" if found.note else ""
+                probes[method] = replace(found, note=note)
         arms: dict[str, Arm] = {}
         for arm in self.request.arms:
-            source = Path(mined[arm].mined) if arm in mined else None
-            write = functools.partial(
-                write_arm_file, self.output / "arms" / f"{arm}.jsonl", arm, control, source
-            )
+            source_file = Path(mined[arm].mined) if arm in mined else None
+            scored_by = teacher if arm == GPL else None
+            write = functools.partial(self.arm_file, arm, control, source_file, scored_by)
             arms[arm] = self.stages.run(f"arm-{arm}", Arm, write)
         if len({a.query_ids_sha for a in arms.values()}) != 1:
             raise RuntimeError("arms were given different training queries")  # never by design
@@ -310,8 +333,8 @@ class Experiment(StagedRun):
         tested: dict[str, dict[int, dict[str, Scored]]] = {arm: {} for arm in arms}
         for arm, seeds in trained.items():
             for seed, stages in seeds.items():
-                tested[arm][seed] = {
-                    stage: self.test_scores(f"{arm}-s{seed}-{stage}", run.output)
+                tested[arm][seed] = {  # named by the stage's folder: star, margin_mse, ...
+                    stage: self.test_scores(f"{arm}-s{seed}-{Path(run.output).name}", run.output)
                     for stage, run in stages.items()
                 }
         scores = self.stages.run(

@@ -71,6 +71,7 @@ class Arm(StageRecord):
     queries_trained: int
     query_ids_sha: str
     negatives_histogram: dict[str, int]
+    teacher: dict[str, Any] | None = None  # who scored its pairs (the gpl arm's cross-encoder)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,9 @@ Each arm and seed trains two stages:
 
 1. the **comparison stage**, static-negative training that reads the arm's negatives file: the
    paper's STAR (shared encoder), or "STAR, frozen documents" (the query tower only, against the
-   base model's frozen document embeddings) when the profile freezes documents;
+   base model's frozen document embeddings) when the profile freezes documents; the opt-in
+   ``gpl`` arm trains MarginMSE on its file's teacher scores instead, with the same steps,
+   learning rate, batches, seeds and frozen-document setting;
 2. **ADORE**, continuing from the stage-1 model; it retrieves its own negatives every step from a
    frozen document index, so it does not read the arm's negatives at all.
 
@@ -27,7 +29,7 @@ from hardneg.core.metrics import Evaluation
 from hardneg.core.progress import Progress
 from hardneg.core.workspace import Workspace
 from hardneg.service.pipelines.evaluate import load_models
-from hardneg.service.pipelines.experiment.profiles import Profile
+from hardneg.service.pipelines.experiment.profiles import GPL, Profile
 from hardneg.service.pipelines.experiment.stages import Scored, Trained
 from hardneg.trainers.config import TrainerKind, TrainingConfig, config_from_mapping
 from hardneg.trainers.encoding import resolve_precision
@@ -39,6 +41,12 @@ logger = logging.getLogger(__name__)
 VAL_SPLIT = "val"
 TEST_SPLIT = "test"
 PER_QUERY = ("ndcg@10", "recall@100")  # per-query scores kept for the statistics
+STAGE_ONE_TRAINERS: dict[str, TrainerKind] = {GPL: "margin-mse"}  # every other arm: STAR
+
+
+def stage_one_trainer(arm: str) -> TrainerKind:
+    """The trainer of ``arm``'s comparison stage."""
+    return STAGE_ONE_TRAINERS.get(arm, "star")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The report's words about the run that happened: what each split did, what the profile trims.
+"""The report's words about the run that happened: what each stage and split did, what the
+profile trims.
 
 Written from the actual counts of the run (queries kept, budget, held-out queries), never from
 the profile's nominal ones, so a corpus with 88 generated queries is not described as SciFact.
@@ -6,8 +7,46 @@ the profile's nominal ones, so a corpus with 88 generated queries is not describ
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import Any
+
 from hardneg.service.pipelines.experiment.data import ExperimentData
+from hardneg.service.pipelines.experiment.profiles import GPL, NEGATIVES_OF, Profile
 from hardneg.service.pipelines.experiment.request import ExperimentSpec
+
+
+def stages_text(profile: Profile, arms: Collection[str]) -> dict[str, str]:
+    """What the comparison stage and the second stage ran, naming the gpl arm's own stage."""
+    comparison = (
+        f"{profile.first_stage} (static negatives from each arm's file; the control arm none "
+        "has in-batch negatives only)"
+    )
+    if GPL in arms:
+        comparison += (
+            f"; the {GPL} arm instead: {profile.stage_one_name(GPL)} (the {NEGATIVES_OF[GPL]} "
+            "miner's negatives, every (query, positive) and (query, negative) pair scored by the "
+            "cross-encoder; the student's margins regressed onto the teacher's, no in-batch "
+            "negatives; the same steps, learning rate, batches and seeds)"
+        )
+    return {
+        "comparison": comparison,
+        "second": "ADORE from the comparison stage's model: it retrieves its own negatives "
+        "every step and does not read the arm's negatives",
+    }
+
+
+def provenance_text(entry: Mapping[str, Any]) -> str:
+    """Where an arm's negatives and scores came from, when not from a miner of its own."""
+    parts = []
+    if entry.get("negatives_from"):
+        parts.append(f"the {entry['negatives_from']} miner's negatives")
+    if entry.get("teacher"):
+        parts.append(
+            f"every pair scored by the cross-encoder `{entry['teacher'].get('cross_encoder')}`"
+        )
+    if parts:
+        parts.append(f"comparison stage: {entry['comparison_stage']}")
+    return "".join(f"; {part}" for part in parts)
 
 
 def split_roles_text(data: ExperimentData) -> dict[str, str]:
@@ -39,11 +78,24 @@ def trims(request: ExperimentSpec, data: ExperimentData) -> list[str]:
         f"{profile.star_steps} comparison + {profile.adore_steps} ADORE steps of "
         f"{profile.batch_size} queries; ADORE retrieves the top {profile.adore_top_k}",
     ]
-    if "cross-encoder" in request.methods and not request.cross_encoder:
+    uses = []
+    if "cross-encoder" in request.methods:
+        uses.append(f"rescores BM25 ∪ dense top {profile.pool_depth}")
+    if GPL in request.methods:
+        uses.append(f"scores the {GPL} arm's pairs (its teacher)")
+    if uses and not request.cross_encoder:
         found.append(
             f"the cross-encoder is a MiniLM reranker trained here for {profile.reranker_steps} "
-            f"steps on {data.reranker_queries} held-out queries; it rescores BM25 ∪ dense top "
-            f"{profile.pool_depth} with pairs cut to {profile.reranker_max_length} tokens"
+            f"steps on {data.reranker_queries} held-out queries; it {' and '.join(uses)} with "
+            f"pairs cut to {profile.reranker_max_length} tokens"
+        )
+    if GPL in request.methods:
+        queries = "LLM-written" if data.generated else "human"
+        found.append(
+            f"the {GPL} arm is GPL-style: {profile.stage_one_name(GPL)} for the same "
+            f"{profile.star_steps} steps as the other arms' comparison stage, on the budget's "
+            f"{queries} queries (GPL writes its own per passage) and {profile.num_negatives} "
+            f"{NEGATIVES_OF[GPL]}-mined negative(s) per query"
         )
     if any(m.startswith("llm") for m in request.methods) or data.generated:
         found.append(
