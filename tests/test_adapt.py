@@ -20,6 +20,7 @@ from hardneg.miners.llm.training_queries import (
     LOW_SCORE,
     few_shot_template,
     keep_top_share,
+    pick_demos,
     spread_positions,
 )
 from hardneg.service.jobs.registry import KINDS
@@ -205,6 +206,20 @@ def test_few_shot_template_shows_worked_exchanges_before_the_passage() -> None:
     )
     assert template.version != few_shot_template([("other", ["q"])], 2).version
     assert template.version != few_shot_template([("costs $5 a day", ["q"])], 3).version
+
+
+def test_pick_demos_prefers_full_lists_then_scores() -> None:
+    rows = [("a", "a1", 0.9), ("b", "b1", 0.5), ("b", "b2", 0.7), ("c", "c1", 0.2),
+            ("c", "c2", 0.3), ("c", "c3", 0.1)]  # fmt: skip
+    queries = [GeneratedQuery(q, q, (d,), (1,)) for d, q, _ in rows]
+    scores = np.array([s for *_, s in rows])
+    # a (one question, best score) loses to b and c, which show two; b beats c on its best
+    assert pick_demos(queries, scores, 2, per_call=2) == [
+        ("b", ["b2", "b1"]),
+        ("c", ["c2", "c1", "c3"]),
+    ]
+    # with one question per call every passage shows a full list: the best score wins
+    assert pick_demos(queries, scores, 1, per_call=1) == [("a", ["a1"])]
 
 
 def test_a_list_generation_splits_into_questions() -> None:

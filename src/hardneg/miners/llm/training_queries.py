@@ -192,6 +192,24 @@ def _passage(corpus: Corpus, doc_id: str, limit: int) -> str:
     return (document.text.strip() or document.title)[:limit]
 
 
+def pick_demos(
+    queries: Sequence[GeneratedQuery], scores: np.ndarray, demos: int, per_call: int
+) -> list[tuple[str, list[str]]]:
+    """``demos`` passages, each with its questions best-scored first: those with the most
+    questions (up to ``per_call``: an example of one question teaches the model to write one)
+    and, among those, the best-scored."""
+    by_passage: dict[str, list[tuple[float, str]]] = {}
+    for query, score in zip(queries, scores.tolist(), strict=True):
+        by_passage.setdefault(query.doc_ids[0], []).append((score, query.text))
+
+    def rank(item: tuple[str, list[tuple[float, str]]]) -> tuple[int, float]:
+        scored = item[1]
+        return -min(len(scored), per_call), -max(scored)[0]
+
+    best = sorted(by_passage.items(), key=rank)[:demos]
+    return [(doc_id, [text for _, text in sorted(scored, reverse=True)]) for doc_id, scored in best]
+
+
 def bootstrap_demos(
     client: LLMClient,
     corpus: Corpus,
@@ -202,27 +220,16 @@ def bootstrap_demos(
     progress: Progress,
 ) -> tuple[list[tuple[str, list[str]]], QueryGeneration]:
     """The corpus's own worked examples: a pass over ``bootstrap_passages`` with the built-in
-    :data:`SEED_DEMO`; the ``demos`` passages with the most surviving questions (up to
-    ``per_call``: an example of one question teaches the model to write one) and, among those,
-    the best-scored, each with its surviving questions, best first."""
+    :data:`SEED_DEMO`, its survivors picked by :func:`pick_demos`."""
     positions = spread_positions(len(corpus), config.bootstrap_passages, config.seed + 1)
     template = list_template("one-shot-query", [SEED_DEMO], config.per_call)
     first = generate_queries(
         client, corpus, positions, retriever, config.generation(1), cache, template, progress
     )
     scores = passage_scores(first.queries, corpus, scorer, progress)
-    by_passage: dict[str, list[tuple[float, str]]] = {}
-    for query, score in zip(first.queries, scores.tolist(), strict=True):
-        by_passage.setdefault(query.doc_ids[0], []).append((score, query.text))
-
-    def rank(item: tuple[str, list[tuple[float, str]]]) -> tuple[int, float]:
-        scored = item[1]
-        return -min(len(scored), config.per_call), -max(scored)[0]
-
-    best = sorted(by_passage.items(), key=rank)[: config.demos]
     demos = [
-        (_passage(corpus, doc_id, 300), [text for _, text in sorted(scored, reverse=True)])
-        for doc_id, scored in best
+        (_passage(corpus, doc_id, 300), texts)
+        for doc_id, texts in pick_demos(first.queries, scores, config.demos, config.per_call)
     ]
     return demos, first
 
