@@ -126,7 +126,8 @@ def plot_curves(
             for start, _ in method_curve["adore_from_step"][:1]:
                 axes.axvline(start, color="gray", linestyle=":")
         axes.set_xlabel("optimizer step (comparison stage, then ADORE)")
-        axes.legend(fontsize=8)
+        if axes.get_legend_handles_labels()[1]:  # a run without curves has nothing to name
+            axes.legend(fontsize=8)
     loss_axes.set_title("training loss (log scale)" if labels else "training loss")
     ndcg_axes.set_title("validation nDCG@10")
     return _save(figure, path)
