@@ -24,7 +24,7 @@ import hashlib
 import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,10 +67,13 @@ questions, one per line) and no corpus's topic."""
 
 def ask(passage: str, count: int) -> str:
     """The user message asking for ``count`` questions about ``passage``."""
-    many = f"{NUMBERS.get(count, str(count))} different short questions"
-    wanted = "one short question" if count == 1 else f"{many}"
-    tail = "" if count == 1 else ", one per line"
-    return f"Text: {passage}\n\nWrite {wanted} that this text answers{tail}."
+    if count == 1:
+        return f"Text: {passage}\n\nWrite one short question that this text answers."
+    number = NUMBERS.get(count, str(count))
+    return (
+        f"Text: {passage}\n\nWrite {number} different short questions that this text answers, "
+        "one per line."
+    )
 
 
 def list_template(
@@ -234,16 +237,15 @@ def bootstrap_demos(
     return demos, first
 
 
+Bootstrap = Callable[[], tuple[list[tuple[str, list[str]]], QueryGeneration]]
+
+
 def prompt_template(
-    client: LLMClient,
-    corpus: Corpus,
-    retriever: TextRetriever,
-    scorer: PairScorer,
-    config: TrainingQueryConfig,
-    cache: Cache | None,
-    progress: Progress,
+    config: TrainingQueryConfig, bootstrap: Bootstrap
 ) -> tuple[PromptTemplate, dict[str, object]]:
-    """The template the queries are written with, and what it shows (for the report)."""
+    """The template the queries are written with, and what it shows (for the report);
+    ``bootstrap`` (:func:`bootstrap_demos`, bound) runs only for a few-shot prompt without
+    user examples."""
     if not config.few_shot:
         template = list_template("zero-shot-query", [], config.per_call, config.examples)
         return template, {"name": template.name, "version": template.version}
@@ -251,7 +253,7 @@ def prompt_template(
         template = list_template("styled-query", [SEED_DEMO], config.per_call, config.examples)
         info: dict[str, object] = {"examples": list(config.examples)}
         return template, {"name": template.name, "version": template.version} | info
-    demos, first = bootstrap_demos(client, corpus, retriever, scorer, config, cache, progress)
+    demos, first = bootstrap()
     info = {"bootstrap": first.report.to_json()}  # not counted in the kept share
     if not demos:
         logger.warning("no worked example survived the bootstrap: the built-in one is used")
@@ -272,7 +274,10 @@ def training_queries(
     progress: Progress = no_progress,
 ) -> TrainingQueries:
     """Generate, clean, round-trip and score-filter queries for passages spread over ``corpus``."""
-    template, prompt = prompt_template(client, corpus, retriever, scorer, config, cache, progress)
+    template, prompt = prompt_template(
+        config,
+        lambda: bootstrap_demos(client, corpus, retriever, scorer, config, cache, progress),
+    )
     positions = spread_positions(len(corpus), config.passages, config.seed)
     result = generate_queries(
         client,
