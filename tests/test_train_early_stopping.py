@@ -71,9 +71,9 @@ def test_dev_loss_that_gets_worse_stops_training_and_keeps_the_best(
     from sentence_transformers.cross_encoder import CrossEncoder
 
     final = CrossEncoder(str(output), device="cpu").state_dict()
-    best = torch.load(output / "checkpoints" / "best.pt")
+    last, payload = load_checkpoint(output / "checkpoints" / f"checkpoint-{stopped:08d}")
+    best = payload["best"]  # the best step's weights travel inside the checkpoint that names them
     assert set(final) == set(best) and all(torch.equal(final[k], best[k]) for k in best)
-    last = load_checkpoint(output / "checkpoints" / f"checkpoint-{stopped:08d}")[0]
     assert last.stopped_early and last.step == stopped
     # a rerun of the finished job does not train on
     assert train_reranker(config, workspace)["steps"] == stopped

@@ -199,6 +199,36 @@ def test_resume_after_interruption_equals_uninterrupted(setup: dict[str, Path]) 
     assert train_star(resumed, workspace)["resumed_from"] == 2
 
 
+def test_resumed_run_keeps_the_best_dev_step_of_before_the_interruption(
+    setup: dict[str, Path],
+) -> None:
+    """The best weights travel inside the checkpoint: a run killed after step 2 of 4 and resumed
+    picks the same best dev step and ends with the same weights as one that was not killed."""
+    from sentence_transformers import SentenceTransformer
+
+    write_beir(setup["data"], split="dev")
+    workspace = Workspace(setup["root"] / "ws")
+    common: dict[str, object] = {
+        "max_steps": 4, "save_steps": 2, "eval_steps": 1, "eval_corpus_size": 4,
+        "learning_rate": 3e-4, "eval_before": False, "eval_after": False,
+    }  # fmt: skip
+    straight = train_star(make_config(setup, "straight-dev", **common), workspace)
+    resumed = make_config(setup, "resumed-dev", **common)
+
+    def kill_after_two(done: int, total: int, stage: str) -> None:
+        if stage.startswith("training") and done == 2:
+            raise KilledError
+
+    with pytest.raises(KilledError):
+        train_star(resumed, workspace, kill_after_two)
+    info = train_star(resumed, workspace)
+    assert info["resumed_from"] == 2 and info["best_step"] == straight["best_step"]
+    a = SentenceTransformer(str(setup["root"] / "straight-dev"), device="cpu").state_dict()
+    b = SentenceTransformer(str(resumed.train.output_dir), device="cpu").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
 def test_eval_steps_on_dev_keep_the_best_checkpoint(setup: dict[str, Path]) -> None:
     write_beir(setup["data"], split="dev")  # the tiny folder now has a dev split too
     config = make_config(
@@ -226,7 +256,10 @@ def test_eval_steps_on_dev_keep_the_best_checkpoint(setup: dict[str, Path]) -> N
     from sentence_transformers import SentenceTransformer
 
     final = SentenceTransformer(str(output), device="cpu").state_dict()
-    best = torch.load(output / "checkpoints" / "best.pt")
-    last = load_checkpoint(output / "checkpoints" / "checkpoint-00000002")[1]["weights"]
+    payload = load_checkpoint(output / "checkpoints" / "checkpoint-00000002")[1]
+    last = payload["weights"]
+    # an older best step's weights travel inside the last checkpoint; the last step's are its own
+    assert (payload["best"] is None) == (info["best_step"] == 2)
+    best = last if payload["best"] is None else payload["best"]
     assert all(torch.equal(final[k], best[k]) for k in best)  # the model is the best step's
     assert changed(best, last) == (info["best_step"] == 1)

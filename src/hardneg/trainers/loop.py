@@ -25,12 +25,10 @@ from hardneg.core.atomic import write_text_atomic
 from hardneg.core.progress import Progress, no_progress
 from hardneg.trainers.checkpoint import (
     LoopState,
-    checkpoint_root,
     latest_checkpoint,
     load_checkpoint,
     rng_state,
     save_checkpoint,
-    save_weights,
     set_rng_state,
 )
 from hardneg.trainers.config import TrainingConfig
@@ -129,6 +127,9 @@ class _Loop:
             )
         self.resumed_from: int | None = None
         self.seconds = {"train": 0.0, "eval": 0.0}
+        # the best dev step's weights, kept in memory (the same on every rank) and written only
+        # inside a checkpoint: a checkpoint and the best weights it names are always one file
+        self.best_weights: dict[str, torch.Tensor] | None = None
 
     # --- evaluation -------------------------------------------------------------------------
     def _evaluate(self, phase: str, split: str, corpus_size: int) -> dict[str, float] | None:
@@ -161,9 +162,7 @@ class _Loop:
         if self.task.selection.improves(score, self.state.best_metric):
             self.state.best_metric, self.state.best_step = score, self.state.step
             self.state.stale_evals = 0
-            if self.ctx.is_main:
-                save_weights(checkpoint_root(self.output_dir) / BEST_WEIGHTS, self._weights())
-            barrier(self.ctx)
+            self.best_weights = self._weights()
             return
         self.state.stale_evals += 1
         patience = eval_args.early_stopping_patience
@@ -191,11 +190,17 @@ class _Loop:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
+                "best": self._older_best(),
                 "rng": rngs,
                 "world_size": self.ctx.world_size,
             }
             save_checkpoint(self.output_dir, self.state, payload, self.args.save_total_limit)
         barrier(self.ctx)
+
+    def _older_best(self) -> dict[str, torch.Tensor] | None:
+        """The best weights when they are not the current ones (a checkpoint's ``best``)."""
+        best_step = self.state.best_step
+        return None if best_step is None or best_step == self.state.step else self.best_weights
 
     def _resume(self) -> bool:
         folder = latest_checkpoint(self.output_dir) if self.args.resume else None
@@ -211,6 +216,7 @@ class _Loop:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
+        self.best_weights = _best_of(payload, state, folder.parent)
         if payload["world_size"] == self.ctx.world_size:
             set_rng_state(payload["rng"][self.ctx.rank])
         else:
@@ -276,8 +282,11 @@ class _Loop:
                 self._intermediate_eval()
                 self.task.forward.train(self.config.model.dropout)
             last = step == total or self.state.stopped_early
-            if last or (self.args.save_steps and step % self.args.save_steps == 0):
-                self._save()  # the early stop is saved too: a resumed run does not train on
+            # the end is saved only when checkpoints are kept (with the early stop, so that a
+            # resumed run does not train on); else the model folder written next replaces it
+            periodic = bool(self.args.save_steps) and step % self.args.save_steps == 0
+            if self.args.keep_checkpoints if last else periodic:
+                self._save()
             self.progress(step, total, f"training {self.task.name}")
         if eval_args.eval_steps and not self._evaluated_at_last_step():
             self._intermediate_eval()  # the last step competes for the best checkpoint too
@@ -303,12 +312,29 @@ class _Loop:
         )
 
     def _load_best(self) -> None:
-        best = checkpoint_root(self.output_dir) / BEST_WEIGHTS
         if self.state.best_step is None or self.state.best_step == self.state.step:
             return
-        if best.is_file():
-            logger.info("restoring the best dev checkpoint (step %d)", self.state.best_step)
-            self.task.weights.load_state_dict(torch.load(best, map_location="cpu"))
+        if self.best_weights is None:  # only a run resumed from an old checkpoint without them
+            logger.warning("%s: the best step's weights are lost; keeping the last step's",
+                           self.task.name)  # fmt: skip
+            return
+        logger.info("restoring the best dev checkpoint (step %d)", self.state.best_step)
+        self.task.weights.load_state_dict(self.best_weights)
+
+
+def _best_of(
+    payload: dict[str, Any], state: LoopState, root: Path
+) -> dict[str, torch.Tensor] | None:
+    """The best weights a checkpoint names: its ``best``, its own weights when it is the best
+    step, or (a checkpoint written before ``best`` was kept inside) the old ``best.pt``."""
+    if payload.get("best") is not None:
+        return dict(payload["best"])
+    if state.best_step is None:
+        return None
+    if state.best_step == state.step:
+        return {k: v.clone() for k, v in payload["weights"].items()}
+    legacy = root / BEST_WEIGHTS
+    return torch.load(legacy, map_location="cpu") if legacy.is_file() else None
 
 
 def _phase_metrics(history: list[dict[str, Any]], phase: str) -> dict[str, float] | None:

@@ -39,6 +39,7 @@ class ProfileOverrides(Spec):
     max_doc_length: int | None = Field(None, ge=8, le=8192)
     precision: PrecisionChoice | None = None
     eval_steps: int | None = Field(None, ge=0, le=100_000)
+    save_steps: int | None = Field(None, ge=0, le=100_000)
     seeds: int | None = Field(None, ge=1, le=20)
     reranker_queries: int | None = Field(None, ge=1, le=1_000_000)
     reranker_steps: int | None = Field(None, ge=1, le=100_000)

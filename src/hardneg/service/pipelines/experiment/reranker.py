@@ -72,7 +72,7 @@ def reranker_config(
         loss_groups=str(files.dev),
         dev_split="reranker-dev",
         eval_steps=profile.reranker_eval_steps,
-        save_steps=profile.reranker_eval_steps,
+        save_steps=profile.save_steps,
         early_stopping_patience=profile.reranker_patience,
         eval_before=False,
         eval_after=False,

@@ -101,7 +101,7 @@ class Recipe:
             "freeze_documents": profile.freeze_documents,
             "eval_before": False,
             "eval_steps": profile.eval_steps,
-            "save_steps": max(1, profile.eval_steps),
+            "save_steps": profile.save_steps,
             "logging_steps": 4,
             "seed": seed,
             "top_k": profile.adore_top_k,
