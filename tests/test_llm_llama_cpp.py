@@ -143,3 +143,33 @@ def test_negative_generation_in_process(client: LlamaCppClient, tmp_path: Path) 
         assert row.positive_scores[0] is not None
         lowest = min(s for s in row.positive_scores if s is not None)
         assert all(s is not None and s <= 0.95 * lowest for s in row.negative_scores)
+
+
+def test_f16_weights_are_a_converted_copy_with_their_own_fingerprint(tmp_path: Path) -> None:
+    """``auto`` computes with an F16 copy of the default model, written once into ``exports``;
+    its fingerprint (and so every cache key) is the copy's, and it answers like a model."""
+    import llama_cpp
+
+    exports = tmp_path / "llm"
+    config = LlamaCppConfig(n_ctx=512, n_threads=1, weights="auto", exports=exports)
+    assert config.uses_f16()
+    with LlamaCppClient(config) as f16:
+        (copy,) = exports.glob("*.f16.gguf")
+        assert f16.model_path == copy and f16.fingerprint == gguf_fingerprint(copy)
+        assert f16.fingerprint != gguf_fingerprint(default_model_path())
+        text = f16.complete(QUESTION, SamplingParams(max_tokens=8, temperature=0.0, seed=1))
+        assert text.strip()
+        # the file type the converter wrote into the copy's header
+        assert f16._llm.metadata["general.file_type"] == str(llama_cpp.LLAMA_FTYPE_MOSTLY_F16)
+    written = copy.stat().st_mtime_ns
+    with LlamaCppClient(config) as again:  # a second load reuses the copy
+        assert again.model_path == copy and copy.stat().st_mtime_ns == written
+    assert not [p for p in exports.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_auto_weights_keep_a_given_file_and_f16_needs_a_folder(tmp_path: Path) -> None:
+    given = LlamaCppConfig(model_path=default_model_path(), weights="auto", exports=tmp_path)
+    assert not given.uses_f16()  # measured on the default model only
+    assert not LlamaCppConfig(weights="auto").uses_f16()  # nowhere to keep a copy
+    with pytest.raises(ValueError, match="exports"):
+        LlamaCppConfig(weights="f16")

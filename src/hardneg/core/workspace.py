@@ -50,6 +50,11 @@ class Workspace:
     def encoder_exports(self) -> Path:
         return self.root / "encoders"
 
+    @property
+    def llm_exports(self) -> Path:
+        """Converted LLM weights (an F16 copy of a GGUF model)."""
+        return self.root / "llm"
+
     def bm25_dir(self, corpus_fingerprint: str, params: BM25Params) -> Path:
         params_id = cache_key("bm25", params.model_dump()).split(":")[1][:12]
         return self.root / "indexes" / "bm25" / f"{corpus_fingerprint}-{params_id}"

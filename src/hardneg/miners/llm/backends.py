@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from hardneg.core.spec import Section, server_owned
 from hardneg.miners.llm.client import LLMClient
-from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig
+from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig, Weights
 from hardneg.miners.llm.openai_client import OpenAIClient, OpenAIConfig
 
 Backend = Literal["llama_cpp", "openai"]
@@ -50,6 +50,12 @@ class BackendConfig(Section):
     max_retries: int = Field(OpenAIConfig.max_retries, ge=0, le=20, description="retries per call")
     n_ctx: int = Field(LlamaCppConfig.n_ctx, ge=1, description="llama_cpp: context window (tokens)")
     n_threads: int | None = Field(None, ge=1, description="llama_cpp: CPU threads")
+    weights: Weights = Field(
+        "auto",
+        description="llama_cpp: the weights that compute: the file's own, or an F16 copy "
+        "written once under the data directory (faster on a CPU for a small model); auto: "
+        "F16 for the default model, the file's own for any other",
+    )
 
     @model_validator(mode="after")
     def _openai_needs_a_model(self) -> BackendConfig:
@@ -61,7 +67,8 @@ class BackendConfig(Section):
         """Provenance for output metadata (the API key's variable name, never its value)."""
         if self.backend == "openai":
             return {"backend": self.backend, "base_url": self.base_url, "model": self.model}
-        return {"backend": self.backend, "model": self.model or "SmolLM2-135M-Instruct (default)"}
+        model = self.model or "SmolLM2-135M-Instruct (default)"
+        return {"backend": self.backend, "model": model, "weights": self.weights}
 
 
 def server_llm() -> Any:
@@ -74,8 +81,9 @@ def server_llm() -> Any:
 
 
 @contextlib.contextmanager
-def open_client(config: BackendConfig) -> Iterator[LLMClient]:
-    """The configured client; HTTP connections or the loaded model are released on exit."""
+def open_client(config: BackendConfig, exports: Path | None = None) -> Iterator[LLMClient]:
+    """The configured client; HTTP connections or the loaded model are released on exit.
+    ``exports``: where llama_cpp keeps converted weights (without it, the file's own compute)."""
     if config.backend == "openai":
         openai = OpenAIConfig(
             base_url=config.base_url,
@@ -89,8 +97,14 @@ def open_client(config: BackendConfig) -> Iterator[LLMClient]:
             yield client
         return
     path = Path(config.model).expanduser() if config.model else None
+    weights = config.weights if exports is not None else "file"
     llama = LlamaCppConfig(
-        path, n_ctx=config.n_ctx, n_threads=config.n_threads, concurrency=config.concurrency
+        path,
+        n_ctx=config.n_ctx,
+        n_threads=config.n_threads,
+        concurrency=config.concurrency,
+        weights=weights,
+        exports=exports,
     )
     with LlamaCppClient(llama) as client:
         yield client

@@ -153,7 +153,7 @@ def mine_llm(job: MiningJob, progress: Progress = no_progress) -> MinedRun:
             job.workspace.encoder_exports,
         )
         scorer = cross_encoder_scorer(cross, job.spec.batch_size)
-    with open_client(backend) as client:
+    with open_client(backend, job.workspace.llm_exports) as client:
         generation = generate_negatives(
             client,
             items,

@@ -99,7 +99,7 @@ def run_generate_queries(
     positions = sample_positions(len(corpus), spec.max_passages or None, spec.seed)
     retriever = make_retriever(spec, corpus, workspace, settings, progress)
     prepared = time.perf_counter()
-    with open_client(spec.llm) as client:
+    with open_client(spec.llm, workspace.llm_exports) as client:
         result = generate_queries(
             client, corpus, positions, retriever, config, cache, template, progress
         )

@@ -129,7 +129,7 @@ class Adaptation(StagedRun):
     # --- stages ----------------------------------------------------------------------------
     def queries(self, source: Path, corpus: Corpus) -> GeneratedQueries:
         llm = self.spec.llm
-        with open_client(llm) as client:
+        with open_client(llm, self.workspace.llm_exports) as client:
             result = training_queries(
                 client,
                 corpus,
