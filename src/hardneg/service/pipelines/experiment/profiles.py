@@ -52,8 +52,8 @@ class Profile:
     precision: PrecisionChoice
     eval_steps: int  # validation points on the training curves (0: only at the end)
     # checkpoints inside one training run, every N steps (0: none). Each is the weights and the
-    # optimizer's state (271 MB for MiniLM, 1.3-1.6 s to write on the 2-core box); a quick run
-    # lasts about 30 s, so there its recorded stage, not a checkpoint, is what a rerun resumes
+    # optimizer's state (271 MB for MiniLM); a quick run lasts about 30 s, so there its recorded
+    # stage, not a checkpoint, is what a rerun resumes from
     save_steps: int
     seeds: int  # training repeats per arm (data order, negative sampling)
     # the cross-encoder trained for cross-encoder mining when none is given
