@@ -168,6 +168,12 @@ class KilledError(Exception):
     """Stands in for a kill: raised by the progress callback after a checkpoint."""
 
 
+def kill_after_two(done: int, total: int, stage: str) -> None:
+    """A progress callback that stops the run once its second training step is done."""
+    if stage.startswith("training") and done == 2:
+        raise KilledError
+
+
 def test_resume_after_interruption_equals_uninterrupted(setup: dict[str, Path]) -> None:
     """With dropout on, so the restored RNG streams matter, not only the weights."""
     from sentence_transformers import SentenceTransformer
@@ -178,10 +184,6 @@ def test_resume_after_interruption_equals_uninterrupted(setup: dict[str, Path]) 
     train_star(straight, workspace)
 
     resumed = make_config(setup, "resumed", **common)
-
-    def kill_after_two(done: int, total: int, stage: str) -> None:
-        if stage.startswith("training") and done == 2:
-            raise KilledError
 
     with pytest.raises(KilledError):
         train_star(resumed, workspace, kill_after_two)
@@ -214,10 +216,6 @@ def test_resumed_run_keeps_the_best_dev_step_of_before_the_interruption(
     }  # fmt: skip
     straight = train_star(make_config(setup, "straight-dev", **common), workspace)
     resumed = make_config(setup, "resumed-dev", **common)
-
-    def kill_after_two(done: int, total: int, stage: str) -> None:
-        if stage.startswith("training") and done == 2:
-            raise KilledError
 
     with pytest.raises(KilledError):
         train_star(resumed, workspace, kill_after_two)
