@@ -13,6 +13,7 @@ from hardneg.core.backends import BackendChoice
 from hardneg.core.encoders import DEFAULT_MODEL
 from hardneg.core.workspace import default_home
 from hardneg.miners.llm.backends import DEFAULT_CONCURRENCY, Backend, BackendConfig
+from hardneg.miners.llm.llama_cpp_client import Weights
 
 
 class Settings(BaseSettings):
@@ -188,6 +189,10 @@ class Settings(BaseSettings):
         description="generations at once: sequences decoded together in one llama.cpp batch "
         "(llama_cpp) or requests in flight (openai); 1 runs them one at a time",
     )
+    llm_weights: Weights = Field(  # the spec's own default and words
+        BackendConfig.model_fields["weights"].default,
+        description=BackendConfig.model_fields["weights"].description,
+    )
 
     @field_validator("data_dirs", "allowed_roots", mode="before")
     @classmethod
@@ -213,6 +218,7 @@ class Settings(BaseSettings):
             timeout_s=self.llm_timeout_seconds,
             max_retries=self.llm_max_retries,
             concurrency=self.llm_concurrency,
+            weights=self.llm_weights,
         )
 
     @property
