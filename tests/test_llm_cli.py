@@ -96,7 +96,11 @@ def test_llama_cpp_backend_end_to_end(tiny_beir: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "generation.json").read_text())
-    assert summary["llm"]["fingerprint"].startswith("gguf:SmolLM2-135M-Instruct.Q4_1.gguf:")
+    # the default model computes with its F16 copy (weights auto), named by the file it came from
+    fingerprint = summary["llm"]["fingerprint"]
+    assert fingerprint.startswith("gguf:SmolLM2-135M-Instruct.Q4_1-")
+    assert ".f16.gguf:" in fingerprint
+    assert summary["llm"]["weights"] == "auto"
     assert summary["report"]["total"] == 2 and summary["generation"]["generated"] == 2
     split = load_split(out, "train")
     assert len(split.queries) == summary["queries"]
