@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
 from contextlib import ExitStack
 
-from bench.performance_llm import DEFAULT_DATA, quick_jobs
-from hardneg.miners.llm.generation import generate_all
+from bench.performance_llm import DEFAULT_DATA, interleaved, quick_jobs
 from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig
 
 logger = logging.getLogger("bench.llm_threads")
@@ -41,17 +39,7 @@ def main() -> None:
             )
             for name, n in threads.items()
         }
-        for client in clients.values():  # page the weights in, untimed
-            generate_all(client, work[:2])
-        seconds = dict.fromkeys(clients, 0.0)
-        outputs: dict[str, list[object]] = {name: [] for name in clients}
-        for number, start in enumerate(range(0, len(work), CHUNK)):
-            names = list(clients) if number % 2 == 0 else list(clients)[::-1]
-            for name in names:
-                began = time.perf_counter()
-                batch = generate_all(clients[name], work[start : start + CHUNK])
-                seconds[name] += time.perf_counter() - began
-                outputs[name].extend(batch.outputs)
+        outputs, seconds = interleaved(clients, work, CHUNK)
     one, many = (outputs[name] for name in threads)
     same = sum(a == b for a, b in zip(one, many, strict=True))
     first, second = threads

@@ -19,15 +19,19 @@ import argparse
 import contextlib
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.performance import section_writer
-from bench.performance_llm import CHUNK, DEFAULT_DATA, DEFAULT_OUTPUT, _summary, quick_jobs
+from bench.performance_llm import (
+    DEFAULT_DATA,
+    DEFAULT_OUTPUT,
+    _summary,
+    interleaved,
+    job_queries,
+    quick_jobs,
+)
 from hardneg.miners.llm.backends import DEFAULT_CONCURRENCY
-from hardneg.miners.llm.client import LLMError
-from hardneg.miners.llm.generation import generate_all
 from hardneg.miners.llm.llama_cpp_client import LlamaCppClient, LlamaCppConfig, Weights
 
 logger = logging.getLogger("bench.llm_weights")
@@ -47,26 +51,14 @@ def _configs(exports: Path) -> dict[str, LlamaCppConfig]:
 def weights_section(data: Path, prompts: int, output: Path) -> dict[str, Any]:
     save = section_writer(output, SECTION)
     items, work = quick_jobs(data, prompts)
-    queries = [item.query for item in items][: len(work)]
+    queries = job_queries(items, work)
     with tempfile.TemporaryDirectory() as exports, contextlib.ExitStack() as stack:
         configs = _configs(Path(exports))
         clients = {name: stack.enter_context(LlamaCppClient(c)) for name, c in configs.items()}
-        for client in clients.values():  # page the weights in, untimed
-            generate_all(client, work[:2])
-        names = list(clients)
-        outputs: dict[str, list[str | LLMError]] = {name: [] for name in names}
-        seconds = dict.fromkeys(names, 0.0)
-        for number, start in enumerate(range(0, len(work), CHUNK)):
-            shift = number % len(names)
-            for name in [*names[shift:], *names[:shift]]:
-                began = time.perf_counter()
-                batch = generate_all(clients[name], work[start : start + CHUNK])
-                seconds[name] += time.perf_counter() - began
-                outputs[name].extend(batch.outputs)
-                logger.info("%s: %d prompts, %.1f s", name, len(outputs[name]), seconds[name])
+        outputs, seconds = interleaved(clients, work)
         tokenizer = clients["q4_1_sequential"]
         results = {}
-        for name in names:
+        for name in clients:
             reference = outputs[f"q4_1_{name.rsplit('_', 1)[1]}"]  # the same mode's
             summary = _summary(outputs[name], reference, queries, seconds[name], tokenizer)
             summary["equal_to_q4_1"] = summary.pop("equal_to_sequential")

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,34 @@ def quick_jobs(data: Path, prompts: int) -> tuple[list[QueryPositives], list[Gen
     return items, _jobs(items, NEGATIVE, config)[:prompts]  # the pipeline's own prompt builder
 
 
+def job_queries(items: Sequence[QueryPositives], work: Sequence[GenerationJob]) -> list[str]:
+    """The query each of ``quick_jobs``'s prompts was written for, in prompt order."""
+    return [items[i // QUICK.num_negatives].query for i in range(len(work))]
+
+
+def interleaved(
+    clients: Mapping[str, LlamaCppClient], work: Sequence[GenerationJob], chunk: int = CHUNK
+) -> tuple[dict[str, list[str | LLMError]], dict[str, float]]:
+    """Every client's outputs for ``work`` and the seconds it took. The weights are paged in
+    first, untimed; then each chunk of prompts is run by every client in turn, the order
+    rotating per chunk, so a change of load hits them alike."""
+    for client in clients.values():
+        generate_all(client, work[:2])
+    names = list(clients)
+    outputs: dict[str, list[str | LLMError]] = {name: [] for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for number, start in enumerate(range(0, len(work), chunk)):
+        shift = number % len(names)
+        for name in [*names[shift:], *names[:shift]]:
+            began = time.perf_counter()
+            batch = generate_all(clients[name], work[start : start + chunk])
+            seconds[name] += time.perf_counter() - began
+            outputs[name].extend(batch.outputs)
+            logger.info("%s: %d/%d prompts, %.1f s", name, len(outputs[name]), len(work),
+                        seconds[name])  # fmt: skip
+    return outputs, seconds
+
+
 def _name(concurrency: int) -> str:
     return "sequential" if concurrency == 1 else f"batched_{concurrency}"
 
@@ -78,7 +106,7 @@ def llm_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
     prompts: int = getattr(args, "prompts", 64)
     levels: list[int] = sorted(set(getattr(args, "concurrency", [4, 8, 16])) - {1})
     items, work = quick_jobs(args.data, prompts)
-    queries = [items[i // QUICK.num_negatives].query for i in range(len(work))]
+    queries = job_queries(items, work)
     configs = {_name(c): LlamaCppConfig(concurrency=c) for c in [1, *levels]}
     # today's sequential path runs prompts on all cores but tokens on half of them; the batched
     # context runs everything on the token count, so this isolates what the threads alone do
@@ -88,21 +116,7 @@ def llm_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
         clients = {
             name: stack.enter_context(LlamaCppClient(config)) for name, config in configs.items()
         }
-        for client in clients.values():  # page the weights in; first-call costs stay untimed
-            generate_all(client, work[:2])
-        outputs: dict[str, list[str | LLMError]] = {name: [] for name in names}
-        seconds = dict.fromkeys(names, 0.0)
-        for number, start in enumerate(range(0, len(work), CHUNK)):
-            chunk = work[start : start + CHUNK]
-            shift = number % len(names)
-            for name in [*names[shift:], *names[:shift]]:
-                began = time.perf_counter()
-                batch = generate_all(clients[name], chunk)
-                seconds[name] += time.perf_counter() - began
-                outputs[name].extend(batch.outputs)
-                logger.info(
-                    "%s: %d/%d prompts, %.1f s", name, start + len(chunk), len(work), seconds[name]
-                )
+        outputs, seconds = interleaved(clients, work)
         tokenizer = clients["sequential"]
         results = {
             name: _summary(outputs[name], outputs["sequential"], queries, seconds[name], tokenizer)

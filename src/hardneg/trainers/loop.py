@@ -285,7 +285,8 @@ class _Loop:
             # the end is saved only when checkpoints are kept (with the early stop, so that a
             # resumed run does not train on); else the model folder written next replaces it
             periodic = bool(self.args.save_steps) and step % self.args.save_steps == 0
-            if self.args.keep_checkpoints if last else periodic:
+            save = self.args.keep_checkpoints if last else periodic
+            if save:
                 self._save()
             self.progress(step, total, f"training {self.task.name}")
         if eval_args.eval_steps and not self._evaluated_at_last_step():

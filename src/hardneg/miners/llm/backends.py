@@ -83,7 +83,8 @@ def server_llm() -> Any:
 @contextlib.contextmanager
 def open_client(config: BackendConfig, exports: Path | None = None) -> Iterator[LLMClient]:
     """The configured client; HTTP connections or the loaded model are released on exit.
-    ``exports``: where llama_cpp keeps converted weights (without it, the file's own compute)."""
+    ``exports``: where llama_cpp keeps converted weights (without it, ``auto`` computes with the
+    file's own)."""
     if config.backend == "openai":
         openai = OpenAIConfig(
             base_url=config.base_url,
@@ -97,13 +98,12 @@ def open_client(config: BackendConfig, exports: Path | None = None) -> Iterator[
             yield client
         return
     path = Path(config.model).expanduser() if config.model else None
-    weights = config.weights if exports is not None else "file"
     llama = LlamaCppConfig(
         path,
         n_ctx=config.n_ctx,
         n_threads=config.n_threads,
         concurrency=config.concurrency,
-        weights=weights,
+        weights=config.weights,
         exports=exports,
     )
     with LlamaCppClient(llama) as client:
