@@ -4,8 +4,8 @@ The default model is SmolLM2-135M-Instruct (Q4_1) as shipped by the ``llm-smollm
 found on disk without importing that package. ``weights`` says which weights compute: the file's
 own, or an F16 copy of them that llama.cpp writes once into ``exports`` (:func:`f16_copy`). In
 the batched path, where every step multiplies several rows at once, F16 matrix kernels beat the
-Q4_1 ones (which dequantize every block and quantize every activation): 1.29x the outputs per
-second on the 2-core box, 1.02x one sequence at a time (bench/results/performance.json,
+Q4_1 ones (which dequantize every block and quantize every activation): 1.23x the outputs per
+second on the 2-core box, 0.99x one sequence at a time (bench/results/performance.json,
 ``llm_weights``, 64 quick-profile prompts, interleaved). So ``auto`` takes the copy for the
 default model, the only one it was measured on.
 
